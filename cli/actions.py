@@ -28,9 +28,12 @@ from nsmigrate.cli.options import (
 from nsmigrate.cli.render import job_reader, watch_job, watch_until_settled, woken_by
 from nsmigrate.orchestrator import launch, recovery
 from nsmigrate.orchestrator.actor import default_actor
+from nsmigrate.orchestrator.errors import NsmigrateError
+from nsmigrate.orchestrator.jobs import collection as jobs_collection
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.records.namespaces import display_namespace, shown_namespaces
-from nsmigrate.orchestrator.states import RunState
+from nsmigrate.orchestrator.states import ImportPhase, RunState, phase_name
+from nsmigrate.workers.steps.bulk_import import cancel_import
 from nsmigrate.workers.steps.cleaning import CLEANED_ALREADY, UNDER_WAY, cleanup_run
 from nsmigrate.workers.steps.late_namespaces import late_namespaces, late_namespaces_problem
 from nsmigrate.workers.steps.rollback import rollback_job
@@ -107,16 +110,37 @@ def resume(
 
 
 @app.command()
-def cancel(job: JobArg, database_url: DatabaseOpt = None) -> None:
+def cancel(job: JobArg, database_url: DatabaseOpt = None, redis_url: RedisOpt = None) -> None:
     """Cancel JOB: queued batches are skipped by the workers, a cleanup under way stops before its next chunk;
     nothing is deleted.
 
+    A `strategy: import` job's import at Pinecone is cancelled too, and the command waits until Pinecone says it
+    ended. A `convert` job converting, or a `collection` job restoring its index, is refused (exit 1): nothing
+    stops Pinecone there, and its copy would land after the job says cancelled; cancel once `status` shows it ended.
+
     For good: a cancelled job is never retried, resumed, synced or cleaned up (start a new one with `nsmigrate run
     SPEC`)."""
-    database = db(settings(database_url, None))
+    resolved = settings(database_url, redis_url)
+    database = db(resolved)
     job_id = find_job_id(database, job)
+    phase = jobs_collection.unstoppable_phase(database, job_id)
+    if phase is not None:
+        raise fail(
+            f"job {job_id} is {phase}: Pinecone makes its target index and nothing stops that, so its copy would land "
+            f"after the job said cancelled (and after an erasure that found it empty); nothing was changed — cancel "
+            f"once `nsmigrate status {job_id}` shows it ended",
+            1,
+        )
     n = jobs_and_runs.cancel_job(database, job_id)
     console.print(f"job {job_id} cancelled ({n} namespace runs stopped)")
+    if phase_name(jobs_collection.job_phase(database, job_id)) != ImportPhase.IMPORTING:
+        return
+    try:
+        ended = cancel_import(worker_context(resolved), job_id)
+    except NsmigrateError as e:
+        raise fail(f"job {job_id} is cancelled, but its import at Pinecone may still write: {e}", 1) from e
+    if ended is not None:
+        console.print(f"Pinecone's import of job {job_id} ended: {ended}")
 
 
 @app.command()

@@ -31,6 +31,25 @@ def job_phase(db: Database, job_id: int) -> str | None:
         return s.scalar(sa.select(Job.phase).where(Job.id == job_id))
 
 
+#: The phases in which Pinecone makes a job's target and nothing stops it: a conversion, an index restored from a
+#: collection (an import can be cancelled: ``workers.steps.bulk_import.cancel_import``).
+UNSTOPPABLE_PHASES = (ConvertPhase.CONVERTING, CollectionPhase.RESTORING)
+
+
+def unstoppable_phase(db: Database, job_id: int) -> str | None:
+    """The phase of job ``job_id`` while Pinecone makes its target in a way nothing stops and its runs wait for it,
+    else None: cancelled then, the job's copy would land after it says cancelled (and after an erasure that found
+    its namespaces empty)."""
+    with db.transaction() as s:
+        phase = s.scalar(sa.select(Job.phase).where(Job.id == job_id))
+        if phase_name(phase) not in UNSTOPPABLE_PHASES:
+            return None
+        waiting = sa.select(NamespaceRun.id).where(
+            NamespaceRun.job_id == job_id, NamespaceRun.state.in_(LISTABLE_RUN_STATES)
+        )
+        return phase if s.scalar(waiting.limit(1)) is not None else None
+
+
 def enter_phase(
     db: Database, job_id: int, phase: CollectionPhase | ImportPhase | ConvertPhase | str, **detail: Any
 ) -> bool:
@@ -75,10 +94,10 @@ def collection_restored(
         for run in _runs(s, job_id, *LISTABLE_RUN_STATES):
             _move_run(run, RunState.COPYING)
             _move_run(run, RunState.COPIED)
-            count = int(counts.get(run.target_namespace or run.source_namespace, 0))
+            count = int(counts.get(_written_into(run), 0))
             run.listed = run.copied = count
             run.listing_done, run.last_error = True, None
-            run.target_namespaces = [run.target_namespace or run.source_namespace]
+            run.target_namespaces = [_written_into(run)]
             restored.append(run.id)
         event = f"{strategy_of_phase(phase)}_{phase}"
         add_event(s, event, default_actor(), job_id, namespaces=len(restored), **detail)
@@ -115,3 +134,8 @@ def latest_detail(db: Database, job_id: int, action: str) -> dict[str, Any] | No
     with db.transaction() as s:
         stmt = sa.select(Event.detail).where(Event.job_id == job_id, Event.action == action)
         return s.scalar(stmt.order_by(Event.id.desc()).limit(1))
+
+
+def _written_into(run: NamespaceRun) -> str:
+    """The namespace a run of a whole-index strategy wrote: its target, the default namespace ``""`` included."""
+    return run.source_namespace if run.target_namespace is None else run.target_namespace

@@ -95,6 +95,21 @@ def start_worker(stack: Stack, storage: ObjectStorage) -> None:
     stack.start_worker("list,copy,verify", 4, pool="threads", **keys)
 
 
+def planned_job(stack: Stack, storage: ObjectStorage, monkeypatch: pytest.MonkeyPatch, pace_s: float = 0.2) -> int:
+    """The source loaded and an import job written by `nsmigrate run` with no worker up (its steps are the test's to
+    take, in this process, with the storage's keys); the job's id."""
+    load_source(stack.pinecone)
+    storage.configure(stack.pinecone, "dst", pace_s=pace_s)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", storage.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", storage.secret_access_key)
+    assert nsmigrate(stack, storage, "run", write_spec(stack, storage)).exit_code == 0
+    db = jobs_database.Database(stack.database_url)
+    try:
+        return int(jobs_status.list_jobs(db)[0]["job_id"])
+    finally:
+        db.dispose()
+
+
 def run_to_the_end(stack: Stack, storage: ObjectStorage, spec_path: str) -> int:
     """Start the workers and `run --wait` the spec until its job ended well; the job's id."""
     start_worker(stack, storage)
@@ -538,11 +553,7 @@ def test_a_start_whose_answer_was_lost_is_taken_up_not_started_again(
     ("Namespace … already exists"), and ended the runs of a complete import `list_failed`. Steps played in this
     process, the local data plane real."""
     sandbox = stack.pinecone
-    load_source(sandbox)
-    object_storage.configure(sandbox, "dst", pace_s=0.2)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", object_storage.access_key_id)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", object_storage.secret_access_key)
-    assert nsmigrate(stack, object_storage, "run", write_spec(stack, object_storage)).exit_code == 0  # no worker
+    job_id = planned_job(stack, object_storage, monkeypatch)
     real_start = BulkImports.start
     lost: list[str] = []
 
@@ -555,7 +566,6 @@ def test_a_start_whose_answer_was_lost_is_taken_up_not_started_again(
 
     monkeypatch.setattr(BulkImports, "start", start_answer_lost)
     ctx = worker_context(stack.database_url, stack.redis_url, dispatcher=SentTasks())
-    job_id = int(jobs_status.list_jobs(ctx.db)[0]["job_id"])
 
     with tally.counting() as counts:  # what Flower shows of the step: its writing threads' reads too
         assert bulk_import.step(ctx, job_id) == "wait"  # no answer: sent again
@@ -576,3 +586,66 @@ def test_a_start_whose_answer_was_lost_is_taken_up_not_started_again(
         ns: ("verified", n) for ns, n in NAMESPACES.items()
     }
     assert len(sandbox.service("dst").imports.list(None, {}, None)["data"]) == 1
+
+
+class WorkerKilled(BaseException):
+    """The worker's process killed mid-step (raised where a kill would stop it; no handler catches it)."""
+
+
+def test_files_a_worker_killed_after_the_import_left_are_removed_by_the_step_sent_again(
+    stack: Stack,
+    object_storage: ObjectStorage,
+    worker_context: Callable[..., WorkerContext],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Killed between recording the import's end and removing its files: the step sent again (sweep, `resume`)
+    found the job imported and did nothing, leaving a copy of every record in the bucket for good. Steps played in
+    this process, the local data plane real."""
+    job_id = planned_job(stack, object_storage, monkeypatch)
+    ctx = worker_context(stack.database_url, stack.redis_url, dispatcher=SentTasks())
+    real_remove = bulk_import._remove_files
+
+    def killed(*args: Any) -> None:
+        raise WorkerKilled
+
+    monkeypatch.setattr(bulk_import, "_remove_files", killed)
+    assert bulk_import.step(ctx, job_id) == "start"
+    with pytest.raises(WorkerKilled):
+        wait_until(lambda: bulk_import.step(ctx, job_id) == "imported", what="the import's end", timeout_s=60)
+    assert object_storage.object_keys()  # left
+
+    monkeypatch.setattr(bulk_import, "_remove_files", real_remove)
+    assert bulk_import.step(ctx, job_id) == "imported"  # sent again
+
+    assert object_storage.object_keys() == []
+    assert bulk_import.step(ctx, job_id) == "imported"  # once only
+    settled = [e["action"] for e in jobs_status.events_of(ctx.db, job_id) if e["action"] in bulk_import._FILES_SETTLED]
+    assert settled == ["import_files_removed"]
+
+
+def test_cancel_stops_pinecones_import_and_waits_until_it_ended(
+    stack: Stack,
+    object_storage: ObjectStorage,
+    worker_context: Callable[..., WorkerContext],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Cancelling the job stopped the fleet, not Pinecone, which went on importing every record (an erased
+    creator's among them, once `erase` had found the namespaces empty, as its own advice has it: cancel, then
+    erase). `cancel` cancels the import and returns once Pinecone says it ended."""
+    sandbox = stack.pinecone
+    job_id = planned_job(stack, object_storage, monkeypatch, pace_s=30)  # an import under way for the whole test
+    ctx = worker_context(stack.database_url, stack.redis_url, dispatcher=SentTasks())
+    assert bulk_import.step(ctx, job_id) == "start"
+    [started] = sandbox.service("dst").imports.list(None, {}, None)["data"]
+    assert started["status"] in ("Pending", "InProgress")
+
+    cancelled = nsmigrate(stack, object_storage, "cancel", str(job_id))
+
+    assert cancelled.exit_code == 0, cancelled.output
+    assert f"Pinecone's import of job {job_id} ended: Cancelled" in cancelled.output
+    [ended] = sandbox.service("dst").imports.list(None, {}, None)["data"]
+    assert ended["status"] == "Cancelled"
+    [event] = [e["detail"] for e in jobs_status.events_of(ctx.db, job_id) if e["action"] == "import_cancelled"]
+    assert (event["import_id"], event["status"]) == (started["id"], "Cancelled")
+    assert bulk_import.step(ctx, job_id, 1) == "stopped"  # the poll sent before: nothing more, nor a second cancel
+    assert sum(e["action"] == "import_cancelled" for e in jobs_status.events_of(ctx.db, job_id)) == 1

@@ -324,3 +324,25 @@ def test_plan_of_a_convert_job_refuses_what_convert_cannot_take(
     assert "'_source': field names starting with '_' are reserved" in refused
     assert "use strategy `fleet` and give them other names in target.documents.rename" in refused
     assert DOCS not in source.names() and len(source.control.conversions.names()) == conversions
+
+
+def test_cancel_is_refused_while_pinecone_converts_and_allowed_once_it_ended(
+    ctx: WorkerContext, source: PineconeSandbox, job_table_url: str, redis_url: str
+) -> None:
+    # Nothing stops a conversion: a job cancelled during it got its new index all the same, after it said cancelled
+    # (and after an erasure that found the index empty: `erase` advises `cancel`, then erase).
+    source.control.set_delays(conversion_delay_s=2.0)
+    job_id = start_job(ctx, source)
+    assert next_step(ctx, job_id) == "start"
+    env = {"NSMIGRATE_DATABASE_URL": job_table_url, "NSMIGRATE_REDIS_URL": redis_url, "PINECONE_API_KEY": KEY}
+
+    refused = CliRunner().invoke(app, ["cancel", str(job_id)], env=env)
+
+    assert refused.exit_code == 1
+    said = " ".join(refused.output.split())
+    assert f"job {job_id} is converting" in said and "nothing stops that" in said and "nothing was changed" in said
+    assert jobs_status.job_status(ctx.db, job_id).state != "cancelled"
+    steps_until_converted(ctx, job_id)
+    cancelled = CliRunner().invoke(app, ["cancel", str(job_id)], env=env)
+    assert cancelled.exit_code == 0, cancelled.output
+    assert jobs_status.job_status(ctx.db, job_id).state == "cancelled"

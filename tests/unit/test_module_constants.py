@@ -21,6 +21,7 @@ WORKING: dict[str, str] = {
     "orchestrator/planning/import_strategy.py:RECORD_OVERHEAD_BYTES": "id, metadata and framing of one record",
     "orchestrator/planning/import_strategy.py:WRITE_MB_PER_S_PER_THREAD": "the plan's guess of one writing thread",
     "orchestrator/spec/bulk_import.py:DEFAULT_ROWS_PER_FILE": "the spec's default: files far below Pinecone's 10 GB",
+    "workers/steps/bulk_import.py:CANCEL_WAIT_S": "how long a cancel waits for Pinecone to end the import it cancelled",
     "orchestrator/spec/jobspec.py:TABLE_BATCH_MAX_IDS": "the spec's largest and default batch between two tables",
     "workers/stores/pgvector/documented.py:MIN_STREAM_ROWS": "rows worth a COPY stream's own statements",
     "workers/stores/pgvector/documented.py:SPARE_CONNECTIONS": "extra COPY streams a worker process runs per store",

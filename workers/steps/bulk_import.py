@@ -11,6 +11,10 @@ until it is recorded written; an import is started once per attempt (its id is i
 event; one of the job's files Pinecone holds already, not failed nor cancelled, is taken up instead of starting
 another), and started anew only after it failed and the job was retried (``nsmigrate retry``). Records of a creator
 an erasure erases are never written: they are left out of the files and named, and the rest is imported.
+
+A job cancelled while Pinecone imports has that import cancelled too (``cancel_import``: by `nsmigrate cancel`, and
+by the job's next step): Pinecone would go on writing its records, an erased creator's among them, after an erasure
+found their namespaces empty.
 """
 
 from __future__ import annotations
@@ -22,12 +26,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import NoReturn
 
-from nsmigrate.orchestrator.errors import ImportFailed, NsmigrateError, RetryableError, failure_text
+from nsmigrate.orchestrator.errors import ImportFailed, NsmigrateError, RetryableError, StoreError, failure_text
 from nsmigrate.orchestrator.jobs import collection as jobs_phase
 from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
-from nsmigrate.orchestrator.models import NamespaceRun
+from nsmigrate.orchestrator.models import JobState, NamespaceRun
 from nsmigrate.orchestrator.planning.collection_strategy import poll_delay_s
 from nsmigrate.orchestrator.planning.import_strategy import (
     import_directory,
@@ -63,8 +67,14 @@ def step(ctx: WorkerContext, job_id: int, polls: int = 0, failing_since: float |
     spec = jobs_and_runs.job_spec(ctx.db, job_id)
     phase = jobs_phase.job_phase(ctx.db, job_id)
     if phase_name(phase) == ImportPhase.IMPORTED:
+        if not any(jobs_phase.latest_detail(ctx.db, job_id, action) is not None for action in _FILES_SETTLED):
+            # Its worker died between the import's end and its files' removal: taken up here, sent again.
+            assert spec.bulk_import is not None
+            _settle_files(ctx, spec, job_id, import_uri(spec.bulk_import, spec.name, job_id))
         return "imported"
     if not any(r.state in LISTABLE_RUN_STATES for r in jobs_and_runs.runs_of(ctx.db, job_id)):
+        if jobs_and_runs.find_job(ctx.db, job_id).state == JobState.CANCELLED:
+            cancel_import(ctx, job_id)  # Pinecone's import, if `nsmigrate cancel` did not stop it
         return "stopped"  # cancelled, or failed and not retried
     try:
         return _take_step(ctx, spec, job_id, phase, polls)
@@ -92,6 +102,46 @@ def step(ctx: WorkerContext, job_id: int, polls: int = 0, failing_since: float |
     except Exception as e:
         log.exception("import job %s: the step failed unexpectedly", job_id)
         _fail(ctx, job_id, f"unexpected {type(e).__name__}: {e}; run `nsmigrate retry {job_id}` once it is fixed")
+
+
+#: How long a cancel waits for Pinecone to say the import it cancelled has ended.
+CANCEL_WAIT_S = 60.0
+_ENDED = frozenset({"Completed", "Failed", "Cancelled"})
+
+
+def cancel_import(ctx: WorkerContext, job_id: int, wait_s: float = CANCEL_WAIT_S) -> str | None:
+    """Cancel Pinecone's import of cancelled job ``job_id`` and wait until Pinecone says it ended; record how
+    (``import_cancelled``: its status and the records it imported). Returns that status (``Completed``: it ended
+    first, its records are in the target), or None when the job has no import under way.
+
+    Raises:
+        StoreError: Pinecone did not say it ended within ``wait_s``: it may still write (cancel the job again).
+    """
+    started = jobs_phase.latest_detail(ctx.db, job_id, "import_started") or {}
+    import_id = started.get("import_id")
+    settled = jobs_phase.latest_detail(ctx.db, job_id, "import_cancelled") or {}
+    phase = phase_name(jobs_phase.job_phase(ctx.db, job_id))
+    if import_id is None or phase != ImportPhase.IMPORTING or settled.get("import_id") == import_id:
+        return None
+    target = ctx.store(jobs_and_runs.job_spec(ctx.db, job_id).target)
+    assert isinstance(target, PineconeStore)
+    imports = target.bulk_imports()
+    status = imports.describe(import_id)
+    if status.status not in _ENDED:
+        imports.cancel(import_id)
+    deadline = time.monotonic() + wait_s
+    while status.status not in _ENDED:
+        if time.monotonic() > deadline:
+            raise StoreError(
+                f"Pinecone's import {import_id} of job {job_id} was cancelled but is still {status.status} after "
+                f"{wait_s:g} s: it may still write its records",
+                hint=f"run `nsmigrate cancel {job_id}` again before you erase anything it imports",
+            )
+        time.sleep(1.0)  # Pinecone's own pace: an import is described, not waited on
+        status = imports.describe(import_id)
+    detail = {"import_id": import_id, "status": status.status, "records": status.records}
+    jobs_and_runs.record_event(ctx.db, "import_cancelled", ctx.worker_name, job_id, **detail)
+    return status.status
 
 
 def _fail(ctx: WorkerContext, job_id: int, reason: str) -> NoReturn:
@@ -127,6 +177,9 @@ def _take_step(ctx: WorkerContext, spec: JobSpec, job_id: int, phase: str | None
             )
         jobs_and_runs.record_event(ctx.db, "import_started", ctx.worker_name, job_id, import_id=new_id, uri=uri)
         jobs_phase.enter_phase(ctx.db, job_id, progress_phase(0), import_id=new_id, uri=uri)
+        if jobs_and_runs.find_job(ctx.db, job_id).state == JobState.CANCELLED:  # while its files were written
+            cancel_import(ctx, job_id)
+            return "stopped"
         ctx.dispatcher.import_step(job_id, polls=0, countdown_s=poll_delay_s(0), chain=step_chain.current())
         return "start"
     assert status is not None
@@ -139,7 +192,10 @@ def _take_step(ctx: WorkerContext, spec: JobSpec, job_id: int, phase: str | None
     if decided.action == "imported":
         # Each run copied what its files hold: the index's counts lag the import as its reads lag any write.
         runs_now = jobs_and_runs.runs_of(ctx.db, job_id)
-        counts = {run.target_namespace or run.source_namespace: run.copied for run in runs_now}
+        counts = {
+            run.source_namespace if run.target_namespace is None else run.target_namespace: run.copied
+            for run in runs_now
+        }
         detail = {"import_id": import_id, "records_imported": status.records}
         runs = jobs_phase.collection_restored(ctx.db, job_id, counts, phase=ImportPhase.IMPORTED, **detail)
         for run in jobs_and_runs.runs_of(ctx.db, job_id):
@@ -147,10 +203,7 @@ def _take_step(ctx: WorkerContext, spec: JobSpec, job_id: int, phase: str | None
                 ctx.dispatcher.verify_namespace(
                     run.id, job_id=job_id, namespace=display_namespace(run.source_namespace)
                 )
-        if spec.bulk_import.keep_files:
-            jobs_and_runs.record_event(ctx.db, "import_files_kept", ctx.worker_name, job_id, uri=uri)
-        else:
-            _remove_files(ctx, spec, job_id, uri)
+        _settle_files(ctx, spec, job_id, uri)
         return "imported"
     jobs_and_runs.record_event(
         ctx.db, "import_ended", ctx.worker_name, job_id, import_id=import_id, status=status.status
@@ -162,6 +215,19 @@ def _take_step(ctx: WorkerContext, spec: JobSpec, job_id: int, phase: str | None
         "target namespaces may hold part of it, and Pinecone imports only into new namespaces: delete them (or map "
         f"the job to new names), then `nsmigrate retry {job_id}`",
     )
+
+
+#: The events that say what became of an imported job's files: kept (``import.keep_files``), removed, or left.
+_FILES_SETTLED = ("import_files_kept", "import_files_removed", "import_files_left")
+
+
+def _settle_files(ctx: WorkerContext, spec: JobSpec, job_id: int, uri: str) -> None:
+    """Keep the files of an imported job (``import.keep_files``) or remove them, and say which (``_FILES_SETTLED``)."""
+    assert spec.bulk_import is not None
+    if spec.bulk_import.keep_files:
+        jobs_and_runs.record_event(ctx.db, "import_files_kept", ctx.worker_name, job_id, uri=uri)
+    else:
+        _remove_files(ctx, spec, job_id, uri)
 
 
 def _remove_files(ctx: WorkerContext, spec: JobSpec, job_id: int, uri: str) -> None:
