@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import Result
+from pinecone import Pinecone
 from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
@@ -649,3 +650,29 @@ def test_cancel_stops_pinecones_import_and_waits_until_it_ended(
     assert (event["import_id"], event["status"]) == (started["id"], "Cancelled")
     assert bulk_import.step(ctx, job_id, 1) == "stopped"  # the poll sent before: nothing more, nor a second cancel
     assert sum(e["action"] == "import_cancelled" for e in jobs_status.events_of(ctx.db, job_id)) == 1
+
+
+def test_a_record_deleted_from_the_source_after_the_import_is_deleted_from_its_copy_by_sync(
+    stack: Stack, object_storage: ObjectStorage
+) -> None:
+    """No batch row names what Pinecone imported, so `sync --propagate-deletes` found no id of the job's to delete:
+    a record the application deleted after the files were written stayed in the target, and the namespace failed
+    verification for good. The target namespace is new, made by the import: every id there is the job's."""
+    sandbox = stack.pinecone
+    load_source(sandbox)
+    object_storage.configure(sandbox, "dst", pace_s=0.2)
+    job_id = run_to_the_end(stack, object_storage, write_spec(stack, object_storage))
+    Pinecone(api_key=SANDBOX_API_KEY).Index(host=sandbox.host("src")).delete(ids=["alpha-5"], namespace="alpha")
+    sandbox.settle("src")
+
+    assert nsmigrate(stack, object_storage, "verify", str(job_id)).exit_code == 1  # the copy holds one more
+    synced = nsmigrate(stack, object_storage, "sync", str(job_id), "-n", "alpha", "--propagate-deletes", "--yes")
+
+    assert synced.exit_code == 0, synced.output
+    db = jobs_database.Database(stack.database_url)
+    try:
+        wait_for_job(db, job_id, lambda s: all(r.state == "verified" for r in s.runs), timeout_s=60)
+    finally:
+        db.dispose()
+    assert "alpha-5" not in sandbox.snapshot("dst")["alpha"]
+    assert len(sandbox.snapshot("dst")["alpha"]) == NAMESPACES["alpha"] - 1

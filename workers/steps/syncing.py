@@ -204,19 +204,20 @@ def _scan(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, source: Store, t
         found = {ns: target.fetch(ns, routed) for ns, routed in by_ns.items()}
         present.update(r.id for records_found in found.values() for r in records_found)
         delta.add(plan_delta(records, found, route, tolerance, compare))
-    # Ids this run copied before that the source no longer lists: still in a target namespace it wrote? A convert
-    # job's target index is its own, made by Pinecone's conversion: every id there is one the job wrote.
+    # Ids this run copied before that the source no longer lists: still in a target namespace it wrote? No batch row
+    # names what Pinecone copied (a conversion, an import, a collection), but its target namespace was new, made by
+    # the job: every id there is one the job wrote.
     written = set(jobs_sync_rollback.written_ids(ctx.db, run.id))
-    if spec.strategy == "convert" and run.target_namespace is not None:
-        written |= _converted_ids(spec, target, run.target_namespace, present)
+    if spec.strategy in ("collection", "convert", "import") and run.target_namespace is not None:
+        written |= _ids_pinecone_copied(spec, target, run.target_namespace, present)
     gone = sorted(written - set(ids))
     for chunk in chunks(gone, FETCH_MAX_IDS):
         delta.add(plan_delta([], {ns: target.fetch(ns, chunk) for ns in namespaces}, route, tolerance, compare))
     return delta, len(ids)
 
 
-def _converted_ids(spec: JobSpec, target: Store, ns: str, present: set[str]) -> set[str]:
-    """Every id of a converted target namespace, listed once its lagging reads show the conversion's documents: at
+def _ids_pinecone_copied(spec: JobSpec, target: Store, ns: str, present: set[str]) -> set[str]:
+    """Every id of a target namespace Pinecone made, listed once its lagging reads show what it copied: at
     least every source id that fetch found there (at most ``verify.freshness_timeout_s``; a listing still behind
     then names fewer ids deleted in the source, and verification judges what is left)."""
     listed: set[str] = set()
