@@ -8,12 +8,23 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from nsmigrate.orchestrator.errors import NotFound, WrongJobKind
 from nsmigrate.orchestrator.jobs import erasure_ledger
 from nsmigrate.orchestrator.jobs.database import Database, add_event, default_actor
 from nsmigrate.orchestrator.jobs.lifecycle import ROLLBACK_READY_STATES
-from nsmigrate.orchestrator.models import ErasePlace, Job, JobKind, JobState, PlaceKind, PlaceState, utcnow
+from nsmigrate.orchestrator.models import (
+    ErasePlace,
+    HeldMetadata,
+    Job,
+    JobKind,
+    JobState,
+    NamespaceRun,
+    PlaceKind,
+    PlaceState,
+    utcnow,
+)
 from nsmigrate.orchestrator.settings import DEFAULTS
 
 FINAL_PLACE_STATES = (PlaceState.VERIFIED, PlaceState.FAILED)
@@ -129,6 +140,8 @@ def finish_place(
         place.verification = verification
         place.state = PlaceState.VERIFIED if passed else PlaceState.FAILED
         place.last_error = None if passed else str(verification.get("reason", "verification failed"))
+        if passed and place.namespace is not None and place.erased_ids:
+            s.execute(_held_of_the_erased(place.namespace, place.erased_ids))
         add_event(
             s,
             "place_erased" if passed else "place_erase_failed",
@@ -141,6 +154,20 @@ def finish_place(
             erased=erased,
             verification=verification,
         )
+
+
+def _held_of_the_erased(namespace: str, ids: list[str]) -> sa.Delete:
+    """What a cleanup recorded of the originals of ``ids`` (``HeldMetadata``) for a rollback, from the runs that wrote
+    ``namespace``: values of the subject's records, gone with their copies (a job table keeps ids, never what a record
+    says); a rollback then has no copy of them to rebuild from either."""
+    wrote_there = sa.or_(
+        NamespaceRun.target_namespace == namespace,
+        NamespaceRun.target_namespaces.op("?")(namespace),
+    )
+    return sa.delete(HeldMetadata).where(
+        HeldMetadata.record_id == sa.any_(sa.cast(sa.literal(ids), ARRAY(sa.Text))),
+        HeldMetadata.run_id.in_(sa.select(NamespaceRun.id).where(wrote_there)),
+    )
 
 
 def fail_place(db: Database, place_id: int, error: str, actor: str | None = None) -> None:

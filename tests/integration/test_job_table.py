@@ -20,6 +20,7 @@ from sqlalchemy import event
 from nsmigrate.orchestrator.errors import NotFound, StateError
 from nsmigrate.orchestrator.jobs import batches as jobs_batches
 from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import erasure as jobs_erasure
 from nsmigrate.orchestrator.jobs import jobs_and_runs, pages
 from nsmigrate.orchestrator.jobs import pages as jobs_pages
 from nsmigrate.orchestrator.jobs import status as jobs_status
@@ -28,6 +29,7 @@ from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
 from nsmigrate.orchestrator.models import SCHEMA_VERSION, Base, Batch, NamespaceRun, ensure_schema
 from nsmigrate.orchestrator.planning.plan import ROUTED, Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.orchestrator.tenancy.erasure import Subject
 
 
 @dataclass
@@ -521,3 +523,22 @@ def test_a_cleanup_that_finds_an_original_holding_nothing_now_clears_what_an_ear
     jobs_sync_rollback.record_held_metadata(db, run_id, ["x"], {})
 
     assert jobs_sync_rollback.held_metadata(db, run_id, ["x", "y"]) == {}
+
+
+def test_an_erased_place_takes_what_a_cleanup_held_of_its_records_and_nothing_else(
+    db: jobs_database.Database,
+) -> None:
+    # What a cleanup recorded of the originals (their values under the enrichment's keys) goes with their copies:
+    # the job table keeps ids, never what a record says. Another namespace's record of the same id keeps its own.
+    _, [ns0, ns1] = a_job(db, namespaces=2)
+    jobs_sync_rollback.record_held_metadata(db, ns0, ["x", "y"], {"x": {"migrated_from": "legacy/a"}, "y": {"k": 1}})
+    jobs_sync_rollback.record_held_metadata(db, ns1, ["x"], {"x": {"migrated_from": "legacy/b"}})
+    place = {"kind": "records", "store": "dst", "store_spec": None, "namespace": "ns0", "planned": 1}
+    erasure_id = jobs_erasure.create_erasure(db, "erase-a.1", Subject("a.1").to_json(), [place])
+    [row] = jobs_erasure.places_of(db, erasure_id)
+    jobs_erasure.add_erased_ids(db, row.id, ["x"])
+
+    jobs_erasure.finish_place(db, row.id, erased=1, verification={"passed": True})
+
+    assert jobs_sync_rollback.held_metadata(db, ns0, ["x", "y"]) == {"y": {"k": 1}}
+    assert jobs_sync_rollback.held_metadata(db, ns1, ["x"]) == {"x": {"migrated_from": "legacy/b"}}
