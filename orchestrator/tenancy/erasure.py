@@ -383,7 +383,8 @@ def places_in_store(
 
     Whole: the subject's names (``Registry.owned``), the source namespaces of runs that read this store for the
     subject (the old UUID namespace of one of their twins, until cleanup), and copies of their twins filed under
-    another creator by ``override_creator`` (``creator_sainath.no.1_twin_{their twin}``). Searched: every other
+    another creator by ``override_creator`` (``creator_sainath.no.1_twin_{their twin}``); their twin under any other
+    creator (given to them since) is ambiguous. Searched: every other
     namespace that is not another creator's own: ``public``, the review namespace, the default namespace and
     hand-made names (another creator's twin or UUID source namespace holds none of the subject's vectors).
     """
@@ -405,10 +406,15 @@ def places_in_store(
     disputed = theirs_sources & claimed_by_others
     theirs_sources -= disputed
     ambiguous = sorted(set(ambiguous) | (disputed & set(names)))
-    copies = {n for n in names if n in registry and _copy_of_their_twin(registry.meaning(n), subject)}
-    whole = [n for n in names if n in set(mine) | theirs_sources | copies]
     # A test creator's own namespace holds the vectors of every creator its job routed there by creator id.
     overrides = {run.override_creator for run in runs if run.override_creator}
+    twin_copies = {n for n in names if n in registry and _copy_of_their_twin(registry.meaning(n), subject)}
+    test_creators = overrides | {run.creator_id for run in runs if run.override and run.creator_id}
+    copies = {n for n in twin_copies if registry.meaning(n).creator_id in test_creators}
+    # Their twin under another creator no test creator is: the twin was given to that creator since, and the
+    # namespace is theirs as much as the subject's (two readings, as a source namespace read for both).
+    ambiguous = sorted(set(ambiguous) | (twin_copies - copies - set(mine)))
+    whole = [n for n in names if n in set(mine) | theirs_sources | copies]
     search = [
         n
         for n in names

@@ -168,6 +168,19 @@ def test_a_test_creators_copy_is_theirs_to_erase_and_the_originals_are_not() -> 
     assert owner.whole == ["creator_a.1_twin_t1", "creator_sainath.no.1_twin_t1", "uuid-1"]
 
 
+def test_their_twin_given_to_another_creator_since_is_reported_never_deleted_whole() -> None:
+    # t1 was a.1's when one job copied it; a later job gave it to b.2: creator_b.2_twin_t1 is b.2's namespace now,
+    # as much as a.1's old twin's. Erasing a.1 deleted it whole, b.2's records with it.
+    given = KnownRun("src", "uuid-1", "dst", ("creator_b.2_twin_t1",), "b.2", "t1", {}, None)
+    runs = [*RUNS, given]
+    names = ["creator_a.1_twin_t1", "creator_b.2_twin_t1", "uuid-2"]
+
+    found = places_in_store("dst", names, subject_of("a.1", None, runs), registry_of(runs), runs)
+
+    assert "creator_b.2_twin_t1" not in found.whole and "creator_b.2_twin_t1" in found.ambiguous
+    assert "creator_a.1_twin_t1" in found.whole
+
+
 def test_a_source_that_names_twins_and_creators_under_its_own_keys_is_read_by_them() -> None:
     # A job routed the default namespace by `routing.twin_id_field: twinId` (and creators by `owner`): its source's
     # vectors carry those keys, never `twin_id`, and are the creator's all the same.
