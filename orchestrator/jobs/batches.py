@@ -508,7 +508,7 @@ def compile_task_statements(db: Database) -> None:
         (_START_VERIFY, {"run_ids": [-1], "from_states": [RunState.COPIED.value], "now": now}),
         (_WRITERS, {"job_id": -1, "targets": [""]}),
         (_RUN_COUNT, {"job_id": -1}),
-        (_FINISH_VERIFY, {**verdict, "run_id": -1, "from_states": [RunState.VERIFYING.value], "now": now}),
+        (_FINISH_VERIFY, {**verdict, "run_id": -1, "started_at": now, "now": now}),
         (erasure_ledger._SUBJECTS, {}),
         (erasure_ledger._SUBJECTS_WITH_KEY, {}),
     ]

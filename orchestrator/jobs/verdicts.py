@@ -61,10 +61,16 @@ _FIRST_TWIN_RUNS = (
     .group_by(_runs.c.creator_id)
 )
 _RUN_COUNT = sa.select(sa.func.count()).where(_runs.c.job_id == sa.bindparam("job_id"))
-# The verdict and its audit event in one statement (so one round trip, and atomic): no event without the verdict.
+# The verdict and its audit event in one statement (so one round trip, and atomic): no event without the verdict. Only
+# on the run as its verification found it (``verifying`` since that start): a verification started again beside it,
+# a sync or a cleanup since has moved it on, and this verdict judged what it no longer is.
 _judged = (
     sa.update(_runs)
-    .where(_runs.c.id == sa.bindparam("run_id"), _runs.c.state.in_(sa.bindparam("from_states", expanding=True)))
+    .where(
+        _runs.c.id == sa.bindparam("run_id"),
+        _runs.c.state == RunState.VERIFYING.value,
+        _runs.c.updated_at == sa.bindparam("started_at"),
+    )
     .values(state=sa.bindparam("to_state"), verification=sa.bindparam("report"), updated_at=sa.bindparam("now"))
     .returning(_runs.c.id, _runs.c.job_id)
     .cte("judged")
@@ -116,13 +122,23 @@ def start_verifications(
         ]
 
 
-def finish_verify(db: Database, run_id: int, namespace: str, report: dict[str, Any], passed: bool, actor: str) -> None:
-    """verifying → verified/verify_failed with its report and the audit event (one statement). StateError when the
-    run moved meanwhile (cancelled) to a state a verdict cannot follow."""
+def finish_verify(
+    db: Database,
+    run_id: int,
+    namespace: str,
+    report: dict[str, Any],
+    passed: bool,
+    actor: str,
+    *,
+    started_at: datetime,
+) -> None:
+    """verifying → verified/verify_failed with its report and the audit event (one statement), on the run as the
+    verification started at ``started_at`` (``start_verify``'s ``updated_at``) left it. StateError when the run moved
+    since: cancelled, verified by a verification started again, synced or being cleaned up."""
     to_state = RunState.VERIFIED if passed else RunState.VERIFY_FAILED
     params = {
         "run_id": run_id,
-        "from_states": [str(v) for v in states_that_may_move_to(to_state)],
+        "started_at": started_at,
         "to_state": to_state.value,
         "report": report,
         "now": utcnow(),
@@ -136,8 +152,10 @@ def finish_verify(db: Database, run_id: int, namespace: str, report: dict[str, A
     with db.transaction() as s:  # not judged: say why, changing nothing
         run = _get_run(s, run_id)  # NotFound
         check_run_transition(run.id, run.state, to_state, job_id=run.job_id, namespace=run.source_namespace)
-    raise StateError(  # it moved between the two statements
-        f"namespace run {run_id} changed while its verdict was recorded; nothing was recorded",
+    raise StateError(
+        f"namespace run {run_id} moved on since this verification started (it is {run.state} now: verified by one "
+        "started again, synced or being cleaned up); its verdict would judge what the run no longer is, and nothing "
+        "was recorded",
         hint="`nsmigrate verify JOB` verifies it again",
         run_id=run_id,
     )

@@ -342,18 +342,25 @@ def test_a_verification_costs_four_round_trips_and_writes_its_verdict_with_its_e
     started = jobs_verdicts.start_verify(db, run_id)
     assert started is not None
     run, neighbours = started
+    at = {run_id: run.updated_at}
     assert (run.id, run.state, run.target_namespace) == (run_id, "verifying", "ns0")
     assert (neighbours.writers, neighbours.runs, neighbours.first_twin_run) == ([], 2, None)
     # move and read the run, its target's other writers, the job's runs (once per process): no transaction
     assert traffic.statements == [("UPDATE", True), ("SELECT", True), ("SELECT", True)]
     traffic.clear()
-    assert jobs_verdicts.start_verify(db, other) is not None
+    started_other = jobs_verdicts.start_verify(db, other)
+    assert started_other is not None
+    at[other] = started_other[0].updated_at
     assert traffic.statements == [("UPDATE", True), ("SELECT", True)]
 
     traffic.clear()
-    jobs_verdicts.finish_verify(db, run_id, "ns0", {"passed": True, "summary": "fine"}, True, "tester")
+    jobs_verdicts.finish_verify(
+        db, run_id, "ns0", {"passed": True, "summary": "fine"}, True, "tester", started_at=at[run_id]
+    )
     assert traffic.statements == [("WITH", True)]  # the verdict and its event together
-    jobs_verdicts.finish_verify(db, other, "ns1", {"passed": False, "summary": "3 missing"}, False, "tester")
+    jobs_verdicts.finish_verify(
+        db, other, "ns1", {"passed": False, "summary": "3 missing"}, False, "tester", started_at=at[other]
+    )
 
     assert [jobs_and_runs.get_run(db, r).state for r in (run_id, other)] == ["verified", "verify_failed"]
     assert jobs_and_runs.get_run(db, run_id).verification == {"passed": True, "summary": "fine"}
@@ -430,21 +437,41 @@ def test_a_verification_is_refused_where_it_cannot_start_or_end_and_then_writes_
     db: jobs_database.Database,
 ) -> None:
     job_id, [run_id, judged] = copied_run(db, namespaces=2)
-    assert jobs_verdicts.start_verify(db, judged) is not None
-    jobs_verdicts.finish_verify(db, judged, "ns1", {"passed": True}, True, "tester")
+    first = jobs_verdicts.start_verify(db, judged)
+    assert first is not None
+    jobs_verdicts.finish_verify(db, judged, "ns1", {"passed": True}, True, "tester", started_at=first[0].updated_at)
 
     with pytest.raises(NotFound):
         jobs_verdicts.start_verify(db, 10**9)
     assert jobs_verdicts.start_verify(db, judged, judged_too=False) is None  # a verdict kept
     assert jobs_and_runs.get_run(db, judged).state == "verified"
 
-    assert jobs_verdicts.start_verify(db, run_id) is not None
+    started = jobs_verdicts.start_verify(db, run_id)
+    assert started is not None
     jobs_and_runs.cancel_job(db, job_id, actor="tester")  # cancelled while it was being verified
     events = len(jobs_status.events_of(db, job_id))
     with pytest.raises(StateError, match="cannot move from cancelled to verified"):
-        jobs_verdicts.finish_verify(db, run_id, "ns0", {"passed": True}, True, "tester")
+        jobs_verdicts.finish_verify(
+            db, run_id, "ns0", {"passed": True}, True, "tester", started_at=started[0].updated_at
+        )
     assert jobs_and_runs.get_run(db, run_id).state == "cancelled"
     assert len(jobs_status.events_of(db, job_id)) == events
+
+
+def test_a_verdict_is_recorded_only_on_the_run_its_verification_started_on(db: jobs_database.Database) -> None:
+    # V1 outlives its visibility: V2 is started beside it, passes, and a sync sends the run copying again. V1's
+    # verdict, on an hour-old listing, moved the run copying → verified: the sync's copy then never got its own.
+    _, [run_id] = copied_run(db)
+    v1 = jobs_verdicts.start_verify(db, run_id)
+    v2 = jobs_verdicts.start_verify(db, run_id)  # the sweep's, or `resume`'s
+    assert v1 is not None and v2 is not None
+    jobs_verdicts.finish_verify(db, run_id, "ns0", {"passed": True}, True, "v2", started_at=v2[0].updated_at)
+    jobs_sync_rollback.start_sync(db, run_id, [["b"]], "tester")
+
+    with pytest.raises(StateError, match="moved on since this verification started"):
+        jobs_verdicts.finish_verify(db, run_id, "ns0", {"passed": True}, True, "v1", started_at=v1[0].updated_at)
+
+    assert jobs_and_runs.get_run(db, run_id).state == "copying"
 
 
 def test_the_hot_statements_compiled_ahead_change_nothing_and_are_found_compiled(db: jobs_database.Database) -> None:

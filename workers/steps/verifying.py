@@ -177,7 +177,9 @@ def _verify(
         log.warning("verification of run %s (job %s) failed with an error: %s", run_id, run.job_id, e)
         report.error = f"{type(e).__name__}: {e}"
     data = report.to_json()
-    jobs_verdicts.finish_verify(ctx.db, run_id, run.source_namespace, data, report.passed, ctx.worker_name)
+    jobs_verdicts.finish_verify(
+        ctx.db, run_id, run.source_namespace, data, report.passed, ctx.worker_name, started_at=run.updated_at
+    )
     next_steps.run_settled(ctx, run.job_id, run_id)
     metrics.verification_done(report.passed, report.ids_expected, time.perf_counter() - started)
     if report.passed and spec is not None and spec.cleanup.mode == "auto":
