@@ -28,6 +28,7 @@ from nsmigrate.cli.options import (
 )
 from nsmigrate.cli.render import SUMMARY_ROWS, print_summary
 from nsmigrate.orchestrator.records.namespaces import display_namespace, parse_namespace_arg, shown_namespaces
+from nsmigrate.orchestrator.states import PASSED_RUN_STATES
 
 app = typer.Typer(add_completion=False)
 
@@ -85,7 +86,8 @@ def status(
 @app.command()
 def report(job: JobArg, namespace: NamespaceOpt = None, database_url: DatabaseOpt = None) -> None:
     """Print the full verification (and cleanup) reports of JOB's namespaces as JSON: counts, missing and extra ids,
-    content mismatches, query equivalence and latency. Exit code 0 when every reported namespace passed."""
+    content mismatches, query equivalence and latency. Exit code 0 when every reported namespace passed and is still
+    verified (or cleaned): a report of a namespace copied or being verified again since is an earlier one."""
     from nsmigrate.orchestrator.jobs import jobs_and_runs
 
     database = db(settings(database_url, None))
@@ -108,7 +110,8 @@ def report(job: JobArg, namespace: NamespaceOpt = None, database_url: DatabaseOp
         for r in runs
     ]
     print(json.dumps(reports, indent=2, default=str))
-    passed = all((r.verification or {}).get("passed") for r in runs)
+    # A passed report of a run copied or verified again since is an earlier one: it passes nothing now.
+    passed = all(r.state in PASSED_RUN_STATES and (r.verification or {}).get("passed") for r in runs)
     raise typer.Exit(0 if reports and passed else 1)
 
 

@@ -53,7 +53,8 @@ COMMANDS: dict[str, Entry] = {
     "report": Entry(
         "nsmigrate.cli.jobs",
         "Print the full verification (and cleanup) reports of JOB's namespaces as JSON: counts, missing and extra ids, "
-        "content mismatches, query equivalence and latency. Exit code 0 when every reported namespace passed.",
+        "content mismatches, query equivalence and latency. Exit code 0 when every reported namespace passed and is "
+        "still verified (or cleaned): a report of a namespace copied or being verified again since is an earlier one.",
     ),
     "jobs": Entry("nsmigrate.cli.jobs", "List the jobs in the job table."),
     "events": Entry("nsmigrate.cli.jobs", "Show a job's audit log (who did what, when)."),

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from nsmigrate.orchestrator.errors import NotFound
-from nsmigrate.orchestrator.states import BatchState, JobKind, JobState, RunState
+from nsmigrate.orchestrator.states import JUDGED_RUN_STATES, BatchState, JobKind, JobState, RunState
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,8 @@ class RunStatus:
     batches: BatchCounts
     #: Why its lister failed (``list_failed``), else the last error of one of its failed batches.
     last_error: str | None
-    #: The verification report's one-line summary, and whether it passed (None: not verified yet).
+    #: The verification report's one-line summary, and whether it passed (None: not judged yet, or being judged or
+    #: copied again since: the report is an earlier one).
     verification: str | None
     verified_ok: bool | None
 
@@ -257,11 +258,14 @@ _UNFINISHED = f"""
 UNFINISHED_OF_RUN = f"""CROSS JOIN LATERAL (
     SELECT {_UNFINISHED} FROM batches b WHERE b.run_id = r.id AND b.state <> '{BatchState.DONE}'
 ) c"""
+#: The states in which a run's stored report is its verdict now: in any other (copying again for a sync, verifying
+#: again), the report is an earlier one, and whether it passed is not said.
+_JUDGED_NOW = ", ".join(f"'{s}'" for s in (*JUDGED_RUN_STATES, RunState.CLEANING))
 #: One run as an array (``_run_of`` reads it): r is its namespace_runs row, c its ``_UNFINISHED`` counts.
 _RUN_ROW = f"""json_build_array(
     r.id, r.source_namespace, r.target_namespace, r.target_namespaces, r.state, r.source_count, r.listed,
     r.copied, r.failed, coalesce(nullif(r.last_error, ''), c.error), r.verification ->> 'summary',
-    (r.verification -> 'passed')::boolean,
+    CASE WHEN r.state IN ({_JUDGED_NOW}) THEN (r.verification -> 'passed')::boolean END,
     CASE WHEN r.state = '{RunState.CANCELLED}' THEN 0 ELSE coalesce(c.queued, 0) END, coalesce(c.running, 0),
     greatest(r.batches_total - coalesce(c.unfinished, 0), 0), coalesce(c.failed, 0),
     CASE WHEN r.state = '{RunState.CANCELLED}' THEN coalesce(c.queued, 0) ELSE 0 END

@@ -38,15 +38,17 @@ def test_status_shows_each_runs_summary_and_verdict_and_every_planned_run(databa
     db = jobs_database.Database(database_url)
     job_id = jobs_and_runs.create_job(db, spec, plan, source_label="src", target_label="dst")
     reports = {
-        "a": {"passed": True, "summary": "3/3 ids, contents equal", "missing": [], "checked_at": "t"},
-        "b": {"passed": False, "summary": "2 missing", "missing": ["x", "y"]},
+        "a": ({"passed": True, "summary": "3/3 ids, contents equal", "missing": [], "checked_at": "t"}, "verified"),
+        "b": ({"passed": False, "summary": "2 missing", "missing": ["x", "y"]}, "verify_failed"),
+        # Verified, then sent copying again by a sync: its report is an earlier one, and passes nothing now.
+        "": ({"passed": True, "summary": "2/2 ids, contents equal"}, "copying"),
     }
     with db.transaction() as s:
-        for ns, report in reports.items():
+        for ns, (report, state) in reports.items():
             s.execute(
                 sa.update(NamespaceRun)
                 .where(NamespaceRun.job_id == job_id, NamespaceRun.source_namespace == ns)
-                .values(verification=report, state=RunState.VERIFIED if report["passed"] else RunState.VERIFY_FAILED)
+                .values(verification=report, state=state)
             )
 
     status = jobs_status.job_status(db, job_id)
@@ -56,6 +58,10 @@ def test_status_shows_each_runs_summary_and_verdict_and_every_planned_run(databa
     assert (by_ns["a"].verification, by_ns["a"].verified_ok) == ("3/3 ids, contents equal", True)
     assert (by_ns["b"].verification, by_ns["b"].verified_ok) == ("2 missing", False)
     assert (by_ns["c"].verification, by_ns["c"].verified_ok) == (None, None)
+    assert (by_ns[""].verification, by_ns[""].verified_ok) == ("2/2 ids, contents equal", None)
+    env = {"NSMIGRATE_DATABASE_URL": database_url}
+    assert CliRunner().invoke(app, ["report", str(job_id), "-n", "a"], env=env).exit_code == 0
+    assert CliRunner().invoke(app, ["report", str(job_id), "-n", "__default__"], env=env).exit_code == 1
     assert by_ns["b"].state == RunState.VERIFY_FAILED and by_ns["c"].state == RunState.PENDING
     assert [r.run_id for r in status.runs] == sorted(r.run_id for r in status.runs)
     assert status.totals.source == 17
