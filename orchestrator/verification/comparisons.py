@@ -449,6 +449,8 @@ class Report:
         limit, p95 = latency.get("limit_ms"), latency.get("p95_ms")
         if limit is not None and p95 is not None and p95 > limit:
             out.append(f"query latency p95 {p95} ms is above the limit of {limit} ms")
+        if limit is not None and latency.get("error"):  # a limit nothing was timed against is not met
+            out.append(f"query latency could not be timed against the limit of {limit} ms: {latency['error']}")
         if self.query is not None and not self.query.get("passed", True):
             out.append(f"query results differ (mean top-k overlap {self.query['mean_overlap']})")
         if self.text_search is not None and not self.text_search["passed"]:

@@ -369,6 +369,20 @@ def _report(**kw: object) -> Report:
     return r
 
 
+@pytest.mark.parametrize(
+    ("latency", "passes"),
+    [
+        pytest.param({"samples": 5, "p95_ms": 40.0, "limit_ms": 50.0}, True, id="under-the-limit"),
+        pytest.param({"error": "query: 503 Service Unavailable", "samples": 0, "limit_ms": 50.0}, False, id="untimed"),
+        pytest.param({"error": "query: 503 Service Unavailable", "samples": 0, "limit_ms": None}, True, id="no-limit"),
+    ],
+)
+def test_a_latency_limit_nothing_was_timed_against_is_not_met(latency: dict[str, object], passes: bool) -> None:
+    r = _report(target_count=805, latency=latency)
+    assert r.passed is passes
+    assert any("could not be timed against the limit of 50.0 ms" in reason for reason in r.reasons()) is not passes
+
+
 def test_report_passes_and_summarises() -> None:
     r = _report(target_count=805)
     assert r.passed
