@@ -139,14 +139,15 @@ class HeldBack:
 
     def keep(self, namespace: str, records: list[Any], pair: tuple[str | None, str | None] | None = None) -> list[Any]:
         """The records that may be written into ``namespace``, built for ``pair`` (creator, twin) when the caller
-        knows it (a job's run), else for every reading of its name."""
+        knows it (a job's run), else for every reading of its name and for the twin it may be named by: a twin's
+        own old namespace is its id (a UUID), whose records need carry no id of their own (a restore from a backup)."""
         from nsmigrate.orchestrator.tenancy.erasure import erased_records, pairs_of_name
 
         erasures = self._subjects()
         if not erasures or not records:
             return records
         out: set[str] = set()
-        for built in [pair] if pair is not None else pairs_of_name(namespace):
+        for built in [pair] if pair is not None else [*pairs_of_name(namespace), (None, namespace)]:
             for at, ids in erased_records(erasures, [(built, [r for r in records if r.id not in out])]).items():
                 job_id, subject = erasures[at]
                 self.held.setdefault(job_id, (subject, []))[1].extend(ids)

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.jobs.erasure_ledger import HeldBack
 from nsmigrate.orchestrator.records.namespaces import Registry, creator_namespace, twin_namespace
 from nsmigrate.orchestrator.routing.route import routing_table
 from nsmigrate.orchestrator.tenancy.erasure import (
@@ -252,3 +253,14 @@ def test_a_source_namespace_read_for_them_and_for_another_creator_is_reported_no
     assert found.whole == ["uuid-2"] and "uuid-1" in found.ambiguous and "uuid-1" not in found.search
     other = places_in_store("src", names, subject_of("b.2", None, runs), registry_of(runs), runs)
     assert "uuid-1" not in other.whole and "uuid-1" in other.ambiguous
+
+
+def test_a_write_into_a_twins_own_old_namespace_is_held_back_though_its_records_name_no_one() -> None:
+    # The seeds' twin namespaces are named by the twin's id (a UUID), and their records carry no creator or twin id:
+    # restored there from a backup after a.1's erasure (`import --to-source`), they came back.
+    erased = [(9, subject_of("a.1", None, RUNS))]
+    held = HeldBack(subjects=lambda: erased)
+    records = [SimpleNamespace(id="r1", metadata={"text": "theirs"})]
+
+    assert held.keep("t1", records) == [] and held.held[9][1] == ["r1"]
+    assert held.keep("t10", records) == records  # a.10's twin, another creator's
