@@ -56,8 +56,16 @@ _FAMILY = {
 }
 #: Pairs of one family whose copy would change a value without an error (a copy inside Postgres casts it, and its
 #: verification casts the source the same way, so nothing else would tell): a double rounded to a real, a timestamp
-#: with its zone turned into the session's wall time without one.
-_NARROWING = {("double precision", "real"), ("timestamp with time zone", "timestamp without time zone")}
+#: with its zone turned into the session's wall time without one, a text padded into a ``character(n)`` (its
+#: trailing blanks lost, and the ones past ``n`` cut), a ``json`` text made ``jsonb`` (keys reordered, duplicates and
+#: blanks dropped).
+_NARROWING = {
+    ("double precision", "real"),
+    ("timestamp with time zone", "timestamp without time zone"),
+    ("text", "character"),
+    ("character varying", "character"),
+    ("json", "jsonb"),
+}
 #: A time type's fractional digits when its type names none (the most it holds).
 _TIME_DIGITS = 6
 #: Types whose modifier is a precision the insert's cast rounds to, silently: fractional seconds, a numeric's scale.

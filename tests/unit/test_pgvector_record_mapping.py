@@ -129,6 +129,16 @@ def test_a_real_column_cannot_hold_a_double_column_as_it_is() -> None:
         "table embeddings_beta column seen_at is timestamp without time zone, the source's is timestamp with time zone"
     ]
     assert pgvector_rows.carry_problems("embeddings_beta", naive, zoned) == []
+    padded, texts = [TableColumn("code", "character(4)")], [TableColumn("code", "text")]
+    assert pgvector_rows.carry_problems("embeddings_beta", texts, padded) == [
+        "table embeddings_beta column code is character(4), the source's is text"  # 'ab  ' came back 'ab'
+    ]
+    assert pgvector_rows.carry_problems("embeddings_beta", padded, texts) == []
+    raw, parsed = [TableColumn("extra", "json")], [TableColumn("extra", "jsonb")]
+    assert pgvector_rows.carry_problems("embeddings_beta", raw, parsed) == [
+        "table embeddings_beta column extra is jsonb, the source's is json"  # {"b":1,"a":2,"a":3} as {"a": 3, "b": 1}
+    ]
+    assert pgvector_rows.carry_problems("embeddings_beta", parsed, raw) == []
     six = [TableColumn("seen_at", "timestamp(6) without time zone")]  # a time's default precision: nothing rounds
     assert pgvector_rows.carry_problems("embeddings_beta", naive, six) == []
     assert pgvector_rows.carry_problems("embeddings_beta", six, naive) == []
