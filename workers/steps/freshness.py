@@ -149,6 +149,11 @@ def waits_json(waits: Mapping[str, ReadsWait]) -> dict[str, Any]:
     return {ns: w.to_json() for ns, w in sorted(waits.items())}
 
 
+#: The note of a verification whose source listing could not be awaited to the writes before it (``reads_now``: None).
+UNAWAITED_SOURCE = (
+    "the source's listing was not awaited: its index tells no LSN, or refused the probe (a read-only key); a write "
+    "of the last moments may be missing from it (a cleanup lists the source again before it deletes)"
+)
 #: The id a Pinecone namespace is asked to delete, for the LSN of a write (``complete_listing``): no vector's.
 LSN_PROBE_ID = "nsmigrate-lsn-probe-8c1f0d52e6a94b7d"
 

@@ -232,6 +232,8 @@ class _Verifier:
             wait = freshness.reads_now(self.source, ns, self.checks.freshness_timeout_s, side="source")
             if wait is not None and wait.reason is not None:
                 self.report.reads_behind.append(wait.reason)
+            elif wait is None:  # said, not silent: what this verdict judged may lack a write of the last moments
+                self.report.notes.append(freshness.UNAWAITED_SOURCE)
         ids = list_all_ids(self.source, ns)
         self.report.source_count = len(ids)
         self.report.enumeration = self.source.capabilities.enumeration
