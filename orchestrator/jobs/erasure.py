@@ -4,7 +4,7 @@ checked, and finish the job with its receipt when every place is final. Each fun
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -110,6 +110,23 @@ def claim_stalled_places(db: Database, idle_s: float) -> list[ErasePlace]:
                 .execution_options(synchronize_session=False)
             )
         )
+
+
+def runs_writing_since(db: Database, run_ids: Iterable[int], since: datetime, batch_lifetime_s: float) -> set[int]:
+    """Of ``run_ids``, those with a batch that may have written at or after ``since`` (an erasure's plan): one that
+    ended since, or that started within ``batch_lifetime_s`` before it and never ended (its worker died: it may
+    have written part). A batch that failed after writing some chunks counts nothing in its run's ``copied``."""
+    from nsmigrate.orchestrator.models import Batch
+
+    ids = list(run_ids)
+    if not ids:
+        return set()
+    active = sa.or_(
+        Batch.finished_at >= since,
+        sa.and_(Batch.finished_at.is_(None), Batch.started_at >= since - timedelta(seconds=batch_lifetime_s)),
+    )
+    with db.transaction() as s:
+        return set(s.scalars(sa.select(Batch.run_id).where(Batch.run_id.in_(ids), active).distinct()))
 
 
 def add_erased_ids(db: Database, place_id: int, ids: list[str]) -> None:

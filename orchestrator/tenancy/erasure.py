@@ -266,7 +266,12 @@ def _carries(run: KnownRun, subject: Subject, namespaces: Collection[str]) -> bo
 def still_writing(runs: Iterable[KnownRun], subject: Subject, namespaces: Collection[str]) -> dict[int, list[str]]:
     """The copy jobs that may still write the subject's data, each with the source namespaces of those runs: a run
     that may write (``KnownRun.writing``) and carries their data (``_carries``)."""
-    return _by_job(run for run in runs if run.writing and _carries(run, subject, namespaces))
+    return by_job(run for run in runs if run.writing and _carries(run, subject, namespaces))
+
+
+def carrying(runs: Iterable[KnownRun], subject: Subject, namespaces: Collection[str]) -> list[KnownRun]:
+    """The runs that carry the subject's data (``_carries``)."""
+    return [run for run in runs if _carries(run, subject, namespaces)]
 
 
 def copies_seen(runs: Iterable[KnownRun], subject: Subject, namespaces: Collection[str]) -> dict[str, int]:
@@ -281,12 +286,13 @@ def copied_since(
     """The copy jobs whose runs carrying the subject's data copied vectors since the plan saw ``seen``
     (``copies_seen``), each with the source namespaces of those runs: a copy that started, was resumed or synced
     after the plan and ended before the erasure began may have written where the plan did not look."""
-    return _by_job(
+    return by_job(
         run for run in runs if _carries(run, subject, namespaces) and run.copied != seen.get(str(run.run_id), 0)
     )
 
 
-def _by_job(runs: Iterable[KnownRun]) -> dict[int, list[str]]:
+def by_job(runs: Iterable[KnownRun]) -> dict[int, list[str]]:
+    """Job id → the source namespaces of ``runs``, as the refusals name them."""
     found: dict[int, set[str]] = {}
     for run in runs:
         found.setdefault(run.job_id, set()).add(run.source_namespace)

@@ -218,6 +218,33 @@ def test_an_erasure_place_refuses_when_a_copy_started_after_its_plan_may_write_t
     assert receipt is not None and not receipt["verified"]
 
 
+def test_an_erasure_place_refuses_after_a_batch_that_may_have_written_the_data_failed_since_its_plan(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    """A batch started before the erasure (it read no ledger line), wrote its first chunks, then failed: its run's
+    copies count nothing of it, and once its job was cancelled (as the refusal advises) nothing was writing. The
+    place was erased and verified while the batch's writes, where the plan never looked, stayed."""
+    spec = make_spec(store_specs)
+    copied_job(ctx, spec, {"t1": make_records(3, prefix="m")}, pairs={"t1": ("a.1", "t1")})
+    shared_namespace(ctx, spec)
+    plan = erasing.plan_erasure(ctx.db, "a.1", None, open_retrying_store)
+    batch_id = a_copy_job(ctx, spec, "public", "public-copy")
+    copy_job = jobs_and_runs.get_run(ctx.db, jobs_batches.run_of_batch(ctx.db, batch_id)).job_id
+    assert jobs_batches.start_batch(ctx.db, batch_id, "copier") is not None
+    erase_job = jobs_erasure.create_erasure(ctx.db, "erase-a.1", plan.spec("tester"), plan.places)
+    jobs_batches.fail_batch(ctx.db, batch_id, "503 on its last chunk", "copier")
+    jobs_and_runs.cancel_job(ctx.db, copy_job)
+
+    for place in jobs_erasure.places_of(ctx.db, erase_job):
+        with pytest.raises(ErasureFailed) as refused:
+            erasing.erase_place(ctx, place.id)
+        message = str(refused.value)
+        assert (
+            f"after erasure job {erase_job} was planned" in message
+            and f"job {copy_job} (namespaces 'public')" in message
+        )
+
+
 # ------------------------------------------------------------------------ a rollback writes originals back
 
 

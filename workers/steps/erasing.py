@@ -45,6 +45,8 @@ from nsmigrate.orchestrator.spec.stores import store_spec_from_json
 from nsmigrate.orchestrator.tenancy.erasure import (
     KnownRun,
     Subject,
+    by_job,
+    carrying,
     copied_since,
     copies_seen,
     places_in_store,
@@ -374,6 +376,13 @@ def _copies_that_may_undo(ctx: WorkerContext, job_id: int, subject: Subject, spe
         )
     seen = spec.get("copies_seen")
     since = copied_since(runs, subject, namespaces, seen) if seen is not None else {}
+    # A batch that wrote since and then failed, or died, counts nothing in its run's copies: its activity is asked.
+    theirs = carrying(runs, subject, namespaces)
+    planned_at = jobs_and_runs.find_job(ctx.db, job_id).created_at
+    wrote = jobs_erasure.runs_writing_since(
+        ctx.db, [r.run_id for r in theirs], planned_at, ctx.settings.visibility_timeout_s
+    )
+    since = {**since, **by_job(r for r in theirs if r.run_id in wrote)}
     if since:
         again = f"--creator {subject.creator_id}" + (f" --twin {subject.twin_id}" if subject.twin_id else "")
         return (
