@@ -30,7 +30,8 @@ from nsmigrate.orchestrator.states import (  # noqa: F401  (re-exported: where t
 # 2: namespace_runs.last_error (a lister that failed for good); 3: jobs.phase (collection strategy); 4: erase_places;
 # 5: batches.ids packed into bytea (``orchestrator.packed_ids``), was a JSONB array; ix_batches_unfinished;
 # 6: ix_runs_job_target, ix_runs_job_creator, ix_runs_job_state; 7: erasure_ledger; 8: batches.lost_attempts;
-# 9: metadata values older reports quoted, described instead (``_describe_quoted_metadata``); 10: held_metadata
+# 9: metadata values older reports quoted, described instead (``_describe_quoted_metadata``); 10: held_metadata,
+# namespace_runs.verifying_since
 SCHEMA_VERSION = 10
 
 
@@ -103,6 +104,9 @@ class NamespaceRun(Base):
     last_error: Mapped[str | None] = mapped_column(sa.Text)  # why the lister failed (state list_failed)
     target_namespaces: Mapped[list[str]] = mapped_column(default=list)  # where this run wrote (routed: several)
     verification: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # When the verification under way began: set as the run enters ``verifying`` from another state, kept by one
+    # started again beside it (a redelivery, the sweep); its verdict is recorded only on that same entry.
+    verifying_since: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     cleanup: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
@@ -302,6 +306,8 @@ def ensure_schema(engine: sa.Engine) -> None:
         columns = {c["name"] for c in sa.inspect(conn).get_columns(NamespaceRun.__tablename__)}
         if "last_error" not in columns:
             conn.execute(sa.text("ALTER TABLE namespace_runs ADD COLUMN last_error TEXT"))
+        if "verifying_since" not in columns:
+            conn.execute(sa.text("ALTER TABLE namespace_runs ADD COLUMN verifying_since TIMESTAMP WITH TIME ZONE"))
         if "phase" not in {c["name"] for c in sa.inspect(conn).get_columns(Job.__tablename__)}:
             conn.execute(sa.text("ALTER TABLE jobs ADD COLUMN phase VARCHAR(32)"))
         if "lost_attempts" not in {c["name"] for c in sa.inspect(conn).get_columns(Batch.__tablename__)}:

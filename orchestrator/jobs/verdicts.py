@@ -43,7 +43,15 @@ _START_VERIFY = (
         _runs.c.state.in_(sa.bindparam("from_states", expanding=True)),
         ~sa.exists().where(_jobs.c.id == _runs.c.job_id, _jobs.c.kind == JobKind.ROLLBACK.value),
     )
-    .values(state=RunState.VERIFYING.value, updated_at=sa.bindparam("now"))
+    .values(
+        state=RunState.VERIFYING.value,
+        updated_at=sa.bindparam("now"),
+        # A verification started again beside one under way (a redelivery, the sweep) continues its entry.
+        verifying_since=sa.case(
+            (_runs.c.state == RunState.VERIFYING.value, sa.func.coalesce(_runs.c.verifying_since, sa.bindparam("now"))),
+            else_=sa.bindparam("now"),
+        ),
+    )
     .returning(*_runs.c, _JOB_CREATED_OF_RUN)
 )
 # The runs writing into any of some fixed target namespaces: those targets, or routed (``ix_runs_job_target``).
@@ -62,14 +70,14 @@ _FIRST_TWIN_RUNS = (
 )
 _RUN_COUNT = sa.select(sa.func.count()).where(_runs.c.job_id == sa.bindparam("job_id"))
 # The verdict and its audit event in one statement (so one round trip, and atomic): no event without the verdict. Only
-# on the run as its verification found it (``verifying`` since that start): a verification started again beside it,
-# a sync or a cleanup since has moved it on, and this verdict judged what it no longer is.
+# on the run as its verification found it (``verifying`` since that entry: ``verifying_since``): a sync or a cleanup
+# since has moved it on, and this verdict judged what it no longer is; of two started on one entry, the first wins.
 _judged = (
     sa.update(_runs)
     .where(
         _runs.c.id == sa.bindparam("run_id"),
         _runs.c.state == RunState.VERIFYING.value,
-        _runs.c.updated_at == sa.bindparam("started_at"),
+        _runs.c.verifying_since == sa.bindparam("started_at"),
     )
     .values(state=sa.bindparam("to_state"), verification=sa.bindparam("report"), updated_at=sa.bindparam("now"))
     .returning(_runs.c.id, _runs.c.job_id)
@@ -132,9 +140,9 @@ def finish_verify(
     *,
     started_at: datetime,
 ) -> None:
-    """verifying → verified/verify_failed with its report and the audit event (one statement), on the run as the
-    verification started at ``started_at`` (``start_verify``'s ``updated_at``) left it. StateError when the run moved
-    since: cancelled, verified by a verification started again, synced or being cleaned up."""
+    """verifying → verified/verify_failed with its report and the audit event (one statement), on the run still in
+    the ``verifying`` it entered at ``started_at`` (``start_verify``'s ``verifying_since``). StateError when the run
+    moved since: cancelled, verified by another verification of that entry, synced or being cleaned up."""
     to_state = RunState.VERIFIED if passed else RunState.VERIFY_FAILED
     params = {
         "run_id": run_id,

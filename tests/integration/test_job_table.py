@@ -342,7 +342,7 @@ def test_a_verification_costs_four_round_trips_and_writes_its_verdict_with_its_e
     started = jobs_verdicts.start_verify(db, run_id)
     assert started is not None
     run, neighbours = started
-    at = {run_id: run.updated_at}
+    at = {run_id: run.verifying_since}
     assert (run.id, run.state, run.target_namespace) == (run_id, "verifying", "ns0")
     assert (neighbours.writers, neighbours.runs, neighbours.first_twin_run) == ([], 2, None)
     # move and read the run, its target's other writers, the job's runs (once per process): no transaction
@@ -350,7 +350,7 @@ def test_a_verification_costs_four_round_trips_and_writes_its_verdict_with_its_e
     traffic.clear()
     started_other = jobs_verdicts.start_verify(db, other)
     assert started_other is not None
-    at[other] = started_other[0].updated_at
+    at[other] = started_other[0].verifying_since
     assert traffic.statements == [("UPDATE", True), ("SELECT", True)]
 
     traffic.clear()
@@ -439,7 +439,9 @@ def test_a_verification_is_refused_where_it_cannot_start_or_end_and_then_writes_
     job_id, [run_id, judged] = copied_run(db, namespaces=2)
     first = jobs_verdicts.start_verify(db, judged)
     assert first is not None
-    jobs_verdicts.finish_verify(db, judged, "ns1", {"passed": True}, True, "tester", started_at=first[0].updated_at)
+    jobs_verdicts.finish_verify(
+        db, judged, "ns1", {"passed": True}, True, "tester", started_at=first[0].verifying_since
+    )
 
     with pytest.raises(NotFound):
         jobs_verdicts.start_verify(db, 10**9)
@@ -452,26 +454,42 @@ def test_a_verification_is_refused_where_it_cannot_start_or_end_and_then_writes_
     events = len(jobs_status.events_of(db, job_id))
     with pytest.raises(StateError, match="cannot move from cancelled to verified"):
         jobs_verdicts.finish_verify(
-            db, run_id, "ns0", {"passed": True}, True, "tester", started_at=started[0].updated_at
+            db, run_id, "ns0", {"passed": True}, True, "tester", started_at=started[0].verifying_since
         )
     assert jobs_and_runs.get_run(db, run_id).state == "cancelled"
     assert len(jobs_status.events_of(db, job_id)) == events
 
 
-def test_a_verdict_is_recorded_only_on_the_run_its_verification_started_on(db: jobs_database.Database) -> None:
-    # V1 outlives its visibility: V2 is started beside it, passes, and a sync sends the run copying again. V1's
-    # verdict, on an hour-old listing, moved the run copying → verified: the sync's copy then never got its own.
+def test_a_verdict_is_recorded_only_on_the_verifying_its_verification_entered(db: jobs_database.Database) -> None:
+    # V1 outlives its visibility: V2 is started beside it (a redelivery, the sweep), on the same entry. Either may
+    # judge that entry, the first to end; a verdict on an entry the run has left is refused: V1's, on an hour-old
+    # listing, moved a run a sync had sent copying again to verified, and the sync's copy never got its own.
     _, [run_id] = copied_run(db)
     v1 = jobs_verdicts.start_verify(db, run_id)
-    v2 = jobs_verdicts.start_verify(db, run_id)  # the sweep's, or `resume`'s
+    v2 = jobs_verdicts.start_verify(db, run_id)
     assert v1 is not None and v2 is not None
-    jobs_verdicts.finish_verify(db, run_id, "ns0", {"passed": True}, True, "v2", started_at=v2[0].updated_at)
-    jobs_sync_rollback.start_sync(db, run_id, [["b"]], "tester")
+    entry = v1[0].verifying_since
+    assert entry is not None and v2[0].verifying_since == entry
 
+    def verdict(by: str, started: Any) -> None:
+        jobs_verdicts.finish_verify(db, run_id, "ns0", {"passed": True, "by": by}, True, by, started_at=started)
+
+    verdict("v1", entry)  # the first to end, however long it took
     with pytest.raises(StateError, match="moved on since this verification started"):
-        jobs_verdicts.finish_verify(db, run_id, "ns0", {"passed": True}, True, "v1", started_at=v1[0].updated_at)
+        verdict("v2", entry)
+    [batch_id] = jobs_sync_rollback.start_sync(db, run_id, [["b"]], "tester")
+    with pytest.raises(StateError, match="moved on since this verification started"):
+        verdict("v2", entry)  # the run is copying
+    assert jobs_batches.start_batch(db, batch_id, "w") is not None
+    jobs_batches.finish_batch(db, batch_id, vectors=1, missing=0, nbytes=1, targets=["ns0"], max_in_flight=4)
+    v3 = jobs_verdicts.start_verify(db, run_id)
+    assert v3 is not None and v3[0].verifying_since != entry
+    with pytest.raises(StateError, match="moved on since this verification started"):
+        verdict("v2", entry)  # verifying again, but another entry: its verdict judged the run before the sync
+    verdict("v3", v3[0].verifying_since)
 
-    assert jobs_and_runs.get_run(db, run_id).state == "copying"
+    run = jobs_and_runs.get_run(db, run_id)
+    assert (run.state, (run.verification or {}).get("by")) == ("verified", "v3")
 
 
 def test_the_hot_statements_compiled_ahead_change_nothing_and_are_found_compiled(db: jobs_database.Database) -> None:

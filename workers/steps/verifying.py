@@ -177,8 +177,9 @@ def _verify(
         log.warning("verification of run %s (job %s) failed with an error: %s", run_id, run.job_id, e)
         report.error = f"{type(e).__name__}: {e}"
     data = report.to_json()
+    assert run.verifying_since is not None  # the start that moved it to verifying set it
     jobs_verdicts.finish_verify(
-        ctx.db, run_id, run.source_namespace, data, report.passed, ctx.worker_name, started_at=run.updated_at
+        ctx.db, run_id, run.source_namespace, data, report.passed, ctx.worker_name, started_at=run.verifying_since
     )
     next_steps.run_settled(ctx, run.job_id, run_id)
     metrics.verification_done(report.passed, report.ids_expected, time.perf_counter() - started)
