@@ -272,3 +272,16 @@ def test_a_null_metadata_the_copy_filled_with_its_enrichment_comes_back_null() -
 
     assert NULL_METADATA_KEY not in copy.metadata
     assert proof.proven == ["v"] and problem is None and rebuilt == original
+
+
+def test_the_twin_id_a_routed_record_was_routed_by_is_not_held_its_namespace_says_it() -> None:
+    # Every record routed one by one holds the twin id the enrichment writes: a held row each, for a value the
+    # rebuild takes from the namespace anyway. Only what the namespace cannot say is held.
+    route = ctx(None)
+    plain, owned = rec("p", text="a", twin_id="t1"), rec("o", text="b", twin_id="t1", creator_id="a.1")
+    copies = copied([plain, owned], route)[T1]
+    proof = prove_copies([plain, owned], {T1: copies}, route, 1e-6, deleting_originals=True)
+
+    assert proof.proven == ["p", "o"] and proof.held == {"o": {"creator_id": "a.1"}}
+    for original, copy in zip([plain, owned], copies, strict=True):
+        assert restore_record(copy, T1, route, proof.held.get(original.id)) == (original, None)
