@@ -157,8 +157,8 @@ def finish_place(
         place.verification = verification
         place.state = PlaceState.VERIFIED if passed else PlaceState.FAILED
         place.last_error = None if passed else str(verification.get("reason", "verification failed"))
-        if passed and place.namespace is not None and place.erased_ids:
-            s.execute(_held_of_the_erased(place.namespace, place.erased_ids))
+        if passed and place.namespace is not None:
+            s.execute(_held_of_the_erased(place.namespace, place.erased_ids or [], whole=place.kind == "namespace"))
         add_event(
             s,
             "place_erased" if passed else "place_erase_failed",
@@ -173,18 +173,21 @@ def finish_place(
         )
 
 
-def _held_of_the_erased(namespace: str, ids: list[str]) -> sa.Delete:
-    """What a cleanup recorded of the originals of ``ids`` (``HeldMetadata``) for a rollback, from the runs that wrote
-    ``namespace``: values of the subject's records, gone with their copies (a job table keeps ids, never what a record
-    says); a rollback then has no copy of them to rebuild from either."""
-    wrote_there = sa.or_(
+def _held_of_the_erased(namespace: str, ids: list[str], *, whole: bool) -> sa.Delete:
+    """What a cleanup recorded of the subject's originals (``HeldMetadata``) for a rollback, gone with their copies (a
+    job table keeps ids, never what a record says; a rollback has no copy of them to rebuild from either): of the
+    runs that wrote ``namespace`` or read it (a rollback restored their originals there), the rows of ``ids``; and
+    with ``whole`` (a namespace wholly the subject's), every row of the runs that wrote or read only it."""
+    touched = sa.or_(
         NamespaceRun.target_namespace == namespace,
+        NamespaceRun.source_namespace == namespace,
         NamespaceRun.target_namespaces.op("?")(namespace),
     )
-    return sa.delete(HeldMetadata).where(
-        HeldMetadata.record_id == sa.any_(sa.cast(sa.literal(ids), ARRAY(sa.Text))),
-        HeldMetadata.run_id.in_(sa.select(NamespaceRun.id).where(wrote_there)),
-    )
+    theirs = HeldMetadata.record_id == sa.any_(sa.cast(sa.literal(ids), ARRAY(sa.Text)))
+    if whole:  # its erased ids are a sample of it (``CHECKED_IDS``): a run of that namespace alone is wholly theirs
+        alone = sa.or_(NamespaceRun.target_namespace == namespace, NamespaceRun.source_namespace == namespace)
+        theirs = sa.or_(theirs, HeldMetadata.run_id.in_(sa.select(NamespaceRun.id).where(alone)))
+    return sa.delete(HeldMetadata).where(theirs, HeldMetadata.run_id.in_(sa.select(NamespaceRun.id).where(touched)))
 
 
 def fail_place(db: Database, place_id: int, error: str, actor: str | None = None) -> None:

@@ -587,3 +587,12 @@ def test_an_erased_place_takes_what_a_cleanup_held_of_its_records_and_nothing_el
 
     assert jobs_sync_rollback.held_metadata(db, ns0, ["x", "y"]) == {"y": {"k": 1}}
     assert jobs_sync_rollback.held_metadata(db, ns1, ["x"]) == {"x": {"migrated_from": "legacy/b"}}
+
+    # A namespace wholly theirs names at most a sample of its ids: every row of the runs of that namespace goes.
+    whole = {"kind": "namespace", "store": "dst", "store_spec": None, "namespace": "ns1", "planned": 50_000}
+    [whole_row] = jobs_erasure.places_of(
+        db, jobs_erasure.create_erasure(db, "erase-b", Subject("b").to_json(), [whole])
+    )
+    jobs_erasure.finish_place(db, whole_row.id, erased=50_000, verification={"passed": True})
+    assert jobs_sync_rollback.held_metadata(db, ns1, ["x"]) == {}
+    assert jobs_sync_rollback.held_metadata(db, ns0, ["y"]) == {"y": {"k": 1}}
