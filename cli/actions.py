@@ -28,7 +28,7 @@ from nsmigrate.cli.options import (
 from nsmigrate.cli.render import job_reader, watch_job, watch_until_settled, woken_by
 from nsmigrate.orchestrator import launch, recovery
 from nsmigrate.orchestrator.actor import default_actor
-from nsmigrate.orchestrator.errors import NsmigrateError
+from nsmigrate.orchestrator.errors import NsmigrateError, StateError
 from nsmigrate.orchestrator.jobs import collection as jobs_collection
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.records.namespaces import display_namespace, shown_namespaces
@@ -123,15 +123,10 @@ def cancel(job: JobArg, database_url: DatabaseOpt = None, redis_url: RedisOpt = 
     resolved = settings(database_url, redis_url)
     database = db(resolved)
     job_id = find_job_id(database, job)
-    phase = jobs_collection.unstoppable_phase(database, job_id)
-    if phase is not None:
-        raise fail(
-            f"job {job_id} is {phase}: Pinecone makes its target index and nothing stops that, so its copy would land "
-            f"after the job said cancelled (and after an erasure that found it empty); nothing was changed — cancel "
-            f"once `nsmigrate status {job_id}` shows it ended",
-            1,
-        )
-    n = jobs_and_runs.cancel_job(database, job_id)
+    try:
+        n = jobs_and_runs.cancel_job(database, job_id)
+    except StateError as e:
+        raise fail(f"{e.message} — {e.hint}", 1) from e
     console.print(f"job {job_id} cancelled ({n} namespace runs stopped)")
     if phase_name(jobs_collection.job_phase(database, job_id)) != ImportPhase.IMPORTING:
         return

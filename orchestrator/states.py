@@ -58,6 +58,12 @@ class ConvertPhase(StrEnum):
     CONVERTED = "converted"
 
 
+#: The phases in which Pinecone makes a job's target and nothing stops it: a conversion, an index restored from a
+#: collection (an import can be cancelled: ``workers.steps.bulk_import.cancel_import``). A job is not cancelled in one,
+#: nor enters one once cancelled (``jobs_and_runs.cancel_job``, ``collection.enter_phase``).
+UNSTOPPABLE_PHASES = (ConvertPhase.CONVERTING, CollectionPhase.RESTORING)
+
+
 def phase_name(phase: str | None) -> str | None:
     """The phase a job's ``phase`` column names, without the progress it may carry (``importing 42%`` →
     ``importing``)."""

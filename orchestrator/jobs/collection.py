@@ -13,11 +13,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from nsmigrate.orchestrator.errors import NotFound
+from nsmigrate.orchestrator.errors import NotFound, StopAsked
 from nsmigrate.orchestrator.jobs.database import Database, _get_job, _move_run, add_event, default_actor
 from nsmigrate.orchestrator.jobs.lifecycle import LISTABLE_RUN_STATES, check_phase_transition
-from nsmigrate.orchestrator.models import CollectionPhase, Event, Job, NamespaceRun, RunState
-from nsmigrate.orchestrator.states import ConvertPhase, ImportPhase, phase_name, strategy_of_phase
+from nsmigrate.orchestrator.models import CollectionPhase, Event, Job, JobState, NamespaceRun, RunState
+from nsmigrate.orchestrator.states import UNSTOPPABLE_PHASES, ConvertPhase, ImportPhase, phase_name, strategy_of_phase
 
 
 def _runs(s: Session, job_id: int, *states: RunState) -> list[NamespaceRun]:
@@ -31,25 +31,6 @@ def job_phase(db: Database, job_id: int) -> str | None:
         return s.scalar(sa.select(Job.phase).where(Job.id == job_id))
 
 
-#: The phases in which Pinecone makes a job's target and nothing stops it: a conversion, an index restored from a
-#: collection (an import can be cancelled: ``workers.steps.bulk_import.cancel_import``).
-UNSTOPPABLE_PHASES = (ConvertPhase.CONVERTING, CollectionPhase.RESTORING)
-
-
-def unstoppable_phase(db: Database, job_id: int) -> str | None:
-    """The phase of job ``job_id`` while Pinecone makes its target in a way nothing stops and its runs wait for it,
-    else None: cancelled then, the job's copy would land after it says cancelled (and after an erasure that found
-    its namespaces empty)."""
-    with db.transaction() as s:
-        phase = s.scalar(sa.select(Job.phase).where(Job.id == job_id))
-        if phase_name(phase) not in UNSTOPPABLE_PHASES:
-            return None
-        waiting = sa.select(NamespaceRun.id).where(
-            NamespaceRun.job_id == job_id, NamespaceRun.state.in_(LISTABLE_RUN_STATES)
-        )
-        return phase if s.scalar(waiting.limit(1)) is not None else None
-
-
 def enter_phase(
     db: Database, job_id: int, phase: CollectionPhase | ImportPhase | ConvertPhase | str, **detail: Any
 ) -> bool:
@@ -60,9 +41,13 @@ def enter_phase(
 
     Raises:
         StateError: ``lifecycle.COLLECTION_PHASE_TRANSITIONS`` forbids the move.
+        StopAsked: the job was cancelled, and ``phase`` is one nothing would stop (``UNSTOPPABLE_PHASES``): the step
+            must not start it.
     """
     with db.transaction() as s:
-        job = _get_job(s, job_id, lock=True)
+        job = _get_job(s, job_id, lock=True)  # under the lock `cancel_job` takes: one of the two comes first
+        if job.state == JobState.CANCELLED and phase_name(phase) in UNSTOPPABLE_PHASES and job.phase != phase:
+            raise StopAsked(f"job {job_id} was cancelled: {phase_name(phase)} is not started")
         for run in _runs(s, job_id, *LISTABLE_RUN_STATES):
             _move_run(run, RunState.COPYING)
         if job.phase == phase:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from nsmigrate.orchestrator.errors import JobStopped, NotFound, StateError
 from nsmigrate.orchestrator.jobs.database import Database, _get_job, _get_run, _rowcount, add_event, default_actor
-from nsmigrate.orchestrator.jobs.lifecycle import FINAL_RUN_STATES, OPEN_RUN_STATES
+from nsmigrate.orchestrator.jobs.lifecycle import FINAL_RUN_STATES, LISTABLE_RUN_STATES, OPEN_RUN_STATES
 from nsmigrate.orchestrator.jobs.tables import _JOB_CREATED, _jobs, _runs
 from nsmigrate.orchestrator.models import (
     CANCELLED_WHILE_CLEANING,
@@ -26,6 +26,7 @@ from nsmigrate.orchestrator.models import (
     utcnow,
 )
 from nsmigrate.orchestrator.records.namespaces import shown_namespaces
+from nsmigrate.orchestrator.states import UNSTOPPABLE_PHASES, phase_name
 
 if TYPE_CHECKING:  # reading the job table (status, jobs) needs neither the planner nor the spec's pydantic models
     from nsmigrate.orchestrator.planning.plan import Plan
@@ -345,9 +346,25 @@ def get_run(db: Database, run_id: int) -> NamespaceRun:
 
 
 def cancel_job(db: Database, job_id: int, actor: str | None = None) -> int:
-    """Stop handing out work: unfinished runs become cancelled, queued batches are dropped by the workers."""
+    """Stop handing out work: unfinished runs become cancelled, queued batches are dropped by the workers.
+
+    Raises:
+        StateError: Pinecone makes the job's target in a phase nothing stops (``UNSTOPPABLE_PHASES``) and its runs
+            wait for it: cancelled, its copy would land after the job says cancelled. Nothing is changed.
+    """
     with db.transaction() as s:
-        job = _get_job(s, job_id)
+        job = _get_job(s, job_id, lock=True)  # under the lock a step takes to enter a phase: one comes first
+        waiting = sa.select(NamespaceRun.id).where(
+            NamespaceRun.job_id == job_id, NamespaceRun.state.in_(LISTABLE_RUN_STATES)
+        )
+        if phase_name(job.phase) in UNSTOPPABLE_PHASES and s.scalar(waiting.limit(1)) is not None:
+            raise StateError(
+                f"job {job_id} is {job.phase}: Pinecone makes its target index and nothing stops that, so its copy "
+                "would land after the job said cancelled (and after an erasure that found it empty); nothing was "
+                "changed",
+                hint=f"cancel once `nsmigrate status {job_id}` shows it ended",
+                job_id=job_id,
+            )
         job.state = JobState.CANCELLED
         # A cleanup under way may have deleted source ids; how many only it knows (its host may be lost). The run
         # keeps that said, so the copies of those ids are never taken for deletable ones (``source_may_be_deleted``).

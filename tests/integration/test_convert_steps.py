@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from nsmigrate.cli.fleet import open_control
 from nsmigrate.cli.main import app
 from nsmigrate.orchestrator import launch, recovery
-from nsmigrate.orchestrator.errors import ConversionFailed, StateError
+from nsmigrate.orchestrator.errors import ConversionFailed, StateError, StopAsked
 from nsmigrate.orchestrator.jobs import conversion as jobs_conversion
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import status as jobs_status
@@ -346,3 +346,16 @@ def test_cancel_is_refused_while_pinecone_converts_and_allowed_once_it_ended(
     cancelled = CliRunner().invoke(app, ["cancel", str(job_id)], env=env)
     assert cancelled.exit_code == 0, cancelled.output
     assert jobs_status.job_status(ctx.db, job_id).state == "cancelled"
+
+
+def test_a_step_that_raced_a_cancel_starts_no_conversion(ctx: WorkerContext, source: PineconeSandbox) -> None:
+    # The step found its runs waiting, then `cancel` committed: entering `converting` under the job's lock (the one
+    # `cancel` takes) refuses, so no conversion starts after the job said cancelled.
+    job_id = start_job(ctx, source)
+    jobs_and_runs.cancel_job(ctx.db, job_id)
+
+    with pytest.raises(StopAsked):
+        jobs_conversion.converting(ctx.db, job_id, source=SOURCE, index=DOCS)
+
+    assert jobs_status.job_status(ctx.db, job_id).phase is None
+    assert DOCS not in source.names()

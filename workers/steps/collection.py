@@ -17,6 +17,7 @@ from nsmigrate.orchestrator.errors import (
     CollectionFailed,
     NsmigrateError,
     RetryableError,
+    StopAsked,
     StoreError,
     TaskFailed,
     failure_text,
@@ -100,6 +101,8 @@ class Driven:
             self.fail(self.outage(time.time() - since, e))
         except TaskFailed:
             raise  # recorded already
+        except StopAsked:
+            return "stopped"  # cancelled before a phase nothing would stop (``collection.enter_phase``)
         except INFRASTRUCTURE_ERRORS:
             raise  # the job table or Redis is unreachable: the task is sent again (workers.fleet.tasks)
         except NsmigrateError as e:
