@@ -362,6 +362,23 @@ def test_extra_vector_in_an_unshared_target_fails(ctx: WorkerContext, store_spec
     assert report["extra_ids"] == ["stray-000"] and report["extras_fail"]
 
 
+def test_a_target_the_spec_let_hold_others_ids_reports_them_without_failing(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    # `allow_id_overwrite: true` let the job write into a namespace that held other ids: they are not the copy's
+    # extras, and its verification failed on them however often it ran (only turning the checks off passed it).
+    spec = make_spec(store_specs, allow_id_overwrite=True)
+    job = copied_job(ctx, spec, {"alpha": make_records(30)})
+    job.target.upsert("alpha", make_records(2, prefix="theirs"))
+    settle(job.spec.target)
+
+    report = job.verify()
+
+    assert report["passed"], report["reasons"]
+    assert report["extra_ids"] == ["theirs-000", "theirs-001"] and not report["extras_fail"]
+    assert report["ids_expected"] == 30 and report["content_checked"] == 30
+
+
 def test_a_shared_target_reports_other_runs_ids_without_failing(ctx: WorkerContext, store_specs: tuple) -> None:
     spec = make_spec(store_specs, routing={"mode": "explicit", "map": {"alpha": "merged", "beta": "merged"}})
     job = copied_job(

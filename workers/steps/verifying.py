@@ -16,7 +16,7 @@ What is checked (``spec.verify``):
   the source, listed again, changed since verification began fails at once instead of waiting ``count_timeout_s``.
   Where a count is a reading of the whole index's stats (a pod, Pinecone Local), the verifications of a process
   share readings (``workers.stores.shared_counts``). A shared target's extra ids are reported, not judged (they belong
-  to the other runs).
+  to other runs, or, with ``allow_id_overwrite``, to the namespace before the job).
 - **queries** (``query_samples > 0``, unshared fixed targets): top-k ids of sample vectors on both sides, and the
   target's query latency (``workers.steps.latency``: every run of a small job, a sample of the runs of a large one).
 - **text** (a job that writes text, ``spec.text_from``): a source id without text is reported as not written (and
@@ -244,7 +244,8 @@ class _Verifier:
         self.report.source_fingerprint = fingerprint(ids)
         content_ids = self._content_sample(ids)
         fixed = self.run_.target_namespace
-        shared = fixed is not None and jobs_verdicts.target_is_shared(self.run_, self.neighbours.writers)
+        overwrites, writers = self.spec.allow_id_overwrite, self.neighbours.writers  # others' ids may be there too
+        shared = fixed is not None and (overwrites or jobs_verdicts.target_is_shared(self.run_, writers))
         if measures_latency(self.run_, self.neighbours, self.checks):
             self.latency_wanted = self.checks.latency_samples
         elif self.checks.latency_samples:
@@ -302,8 +303,8 @@ class _Verifier:
             return
         if shared:
             self.report.notes.append(
-                f"target namespace {display_namespace(fixed)!r} is shared with other runs: counts not compared, "
-                "extra ids reported but not judged"
+                f"target namespace {display_namespace(fixed)!r} is shared (other runs, or allow_id_overwrite): "
+                "counts not compared, extra ids reported but not judged"
             )
         listing_agrees = False
         if self.checks.ids or (not shared and self.checks.counts) or query_ids:
