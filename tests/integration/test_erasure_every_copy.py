@@ -19,6 +19,7 @@ import yaml
 from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
+from nsmigrate.orchestrator.errors import ErasureFailed
 from nsmigrate.orchestrator.jobs import erasure as jobs_erasure
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.workers.context import WorkerContext
@@ -117,6 +118,32 @@ def test_backup_tables_and_the_replaced_legacy_table_are_emptied_of_the_creators
     assert rows_of(pg, str(retired["t10"])) == before_t10  # another creator's backup: untouched
     erased = {p["path"]: p["erased"] for p in receipt["places"] if p["kind"] == "table"}
     assert erased == tables and all(p["verified"] for p in receipt["places"])
+
+
+def test_a_retired_table_renamed_back_since_the_plan_fails_its_place_never_verified_empty(
+    ctx: WorkerContext, pg: sa.Engine, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rollback renames a retired table back into its namespace, rows and all: the erasure's place found no table,
+    read its rows as none and verified it, while the creator's rows were live again where the plan never looked."""
+    monkeypatch.setenv(URL_ENV, database_url)
+    with pg.begin() as conn:
+        app_table(conn, "embeddings_t1", ["a.1"] * 3, seed=1)
+        app_table(conn, "embeddings", ["a.10"], seed=4)
+    documented = {"kind": "pgvector", "schema": "documented", "database_url_env": URL_ENV}
+    spec = make_spec(({**documented, "table": "embeddings"}, {**documented, "table": "copies"}))
+    source = ctx.store(spec.source)
+    copied_job(ctx, spec, {"t1": source.fetch("t1", source.list_ids("t1").ids)}, pairs={"t1": ("a.1", "t1")})
+    retired = str(source.retire_namespace("t1"))
+    plan = erasing.plan_erasure(ctx.db, "a.1", None, open_retrying_store)
+    erase_job = jobs_erasure.create_erasure(ctx.db, "erase-a.1", plan.spec("tester"), plan.places)
+    with pg.begin() as conn:  # the rollback, between the plan and the place
+        conn.execute(sa.text(f"ALTER TABLE {retired} RENAME TO embeddings_t1"))
+
+    [place] = [p for p in jobs_erasure.places_of(ctx.db, erase_job) if p.kind == "table"]
+    with pytest.raises(ErasureFailed, match=f"table {retired} is gone"):
+        erasing.erase_place(ctx, place.id)
+
+    assert set(rows_of(pg, "embeddings_t1").values()) == {"a.1"}  # live again: the receipt must not say erased
 
 
 def test_an_export_made_with_nsmigrate_export_is_found_and_rewritten_without_their_rows(

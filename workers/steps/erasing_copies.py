@@ -82,6 +82,12 @@ def erase_retired_table(place: Any, subject: Subject, open_store: Any) -> tuple[
     check: dict[str, Any] = {"passed": left == 0, "table": table, "rows_left": left}
     if left:
         check["reason"] = f"{left} of their rows still in table {table}"
+    elif not retired.exists(store, table):  # its rows read as none: a rollback may have renamed it back, rows and all
+        check["passed"] = False
+        check["reason"] = (
+            f"table {table} is gone (a rollback renames a retired table back into its namespace, its rows with it): "
+            "nothing proves them erased; erase again with a new plan, which looks in the namespace's table"
+        )
     return erased, check
 
 

@@ -107,6 +107,11 @@ def delete_all(store: DocumentedPgvectorStore, table: str) -> int:
         return int(conn.execute(sa.text(f"DELETE FROM {quote(table)}")).rowcount or 0)
 
 
+def exists(store: DocumentedPgvectorStore, table: str) -> bool:
+    with store._errors("retired_count"), store.engine().connect() as conn:
+        return pgnamespaces.exists(conn, table)
+
+
 def count_rows(store: DocumentedPgvectorStore, table: str) -> int:
     with store._errors("retired_count"), store.engine().connect() as conn:
         if not pgnamespaces.exists(conn, table):
