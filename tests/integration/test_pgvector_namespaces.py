@@ -275,7 +275,7 @@ def test_copy_commits_as_many_rows_a_transaction_as_the_setting_says(
     chunks: list[int] = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
-        if statement.startswith("WITH moved AS"):
+        if statement.startswith("WITH chunk AS"):
             chunks.append(parameters["n"])
 
     sa.event.listen(sa.Engine, "before_cursor_execute", seen)
@@ -286,6 +286,23 @@ def test_copy_commits_as_many_rows_a_transaction_as_the_setting_says(
 
     assert result.exit_code == 0 and json.loads(result.output)["copied"] == 50, result.output
     assert chunks == [20, 20, 20, 20]  # 20, 20, 10 rows, then one that finds none left
+
+
+def test_copy_keeps_a_row_the_application_wrote_into_the_target_meanwhile(pg: sa.Engine) -> None:
+    # `legacy` makes the default namespace's table first, and the application may write it while rows are copied
+    # in: its write is the newer one. The copy replaced it with the older source row, and the comparison before the
+    # rename then found both equal: the application's write was nowhere.
+    rows = load("alpha", 50)
+    newer = Record(id=rows[30].id, values=rows[30].values, metadata={**rows[30].metadata, "edited": "by the app"})
+    s = store()
+    s.upsert("beta", [newer])
+
+    result = nsmigrate("pgvector", "copy", "alpha", "beta", "--json")
+
+    assert result.exit_code == 1 and json.loads(result.stdout)["differing"] == {newer.id: "metadata differs"}
+    [kept] = s.fetch("beta", [newer.id])
+    assert kept.metadata["edited"] == "by the app" and s.count("beta") == 50
+    s.close()
 
 
 def test_copy_into_a_table_holding_other_rows_is_refused(pg: sa.Engine) -> None:

@@ -391,23 +391,27 @@ def copy_table(
 ) -> int:
     """Copy ``columns`` of every row of ``source`` into ``target`` inside Postgres, ``chunk_rows`` at a time in
     ``chunk_id`` order, each chunk its own transaction. Resumable: a copy killed half-way is run again from the
-    target's largest ``chunk_id`` (everything below it was committed in order). Returns the rows copied by this
-    call."""
+    target's largest ``chunk_id`` (everything below it was committed in order). A row the target holds already is
+    kept, never overwritten: the application may write the target while it is copied into (``legacy`` makes the
+    default namespace's table first), and its write is the newer; the comparison before any rename then finds it
+    differing, and the source is kept. Returns the rows copied by this call."""
     with engine.connect() as conn:
         after = _one(conn, f"SELECT max({ID_COLUMN}) FROM {quote(target)}")
-    sql = _insert_select(
-        source,
-        target,
-        columns,
-        f"(CAST(:after AS text) IS NULL OR s.{ID_COLUMN} > :after)",
-        f"ORDER BY s.{ID_COLUMN} LIMIT :n",
+    # The chunk is read once, then inserted: its last id moves the cursor on, whether or not its rows were new.
+    chunk = (
+        f"SELECT * FROM {quote(source)} s WHERE (CAST(:after AS text) IS NULL OR s.{ID_COLUMN} > :after) "
+        f"ORDER BY s.{ID_COLUMN} LIMIT :n"
     )
-    sql = f"WITH moved AS ({sql} RETURNING {ID_COLUMN}) SELECT count(*), max({ID_COLUMN}) FROM moved"
+    insert = _insert_select("chunk", target, columns, "TRUE", overwrite=False)
+    sql = (
+        f"WITH chunk AS ({chunk}), moved AS ({insert} RETURNING {ID_COLUMN}) "
+        f"SELECT (SELECT count(*) FROM chunk), (SELECT max({ID_COLUMN}) FROM chunk), (SELECT count(*) FROM moved)"
+    )
     copied = 0
     while True:
         with engine.begin() as conn:
-            n, last = conn.execute(sa.text(sql), {"after": after, "n": chunk_rows, "extra": "{}"}).one()
-        if not n:
+            read, last, n = conn.execute(sa.text(sql), {"after": after, "n": chunk_rows, "extra": "{}"}).one()
+        if not read:
             _continue_row_numbers(engine, target, columns)
             return copied
         copied += int(n)
