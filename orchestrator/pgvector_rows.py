@@ -147,12 +147,23 @@ def carry_problems(table: str, source: Sequence[TableColumn], target: Sequence[T
         if there is None:
             problems.append(f"table {table} has no column {column.name} ({column.sql_type})")
         elif (
-            there.family != column.family or (column.base_type, there.base_type) in _NARROWING or _rounds(column, there)
+            there.family != column.family
+            or (column.base_type, there.base_type) in _NARROWING
+            or _rounds(column, there)
+            or _shorter(column, there)
         ):
             problems.append(
                 f"table {table} column {column.name} is {there.sql_type}, the source's is {column.sql_type}"
             )
     return problems
+
+
+def _shorter(source: TableColumn, target: TableColumn) -> bool:
+    """Whether ``target`` is a ``varchar(m)`` that holds less than ``source``'s text: a value too long only by its
+    trailing blanks is cut to fit, silently (Postgres raises only for other characters), and the comparison's cast
+    cuts it alike."""
+    limit = target.max_length
+    return source.family == "text" and limit is not None and (source.max_length or limit + 1) > limit
 
 
 def _rounds(source: TableColumn, target: TableColumn) -> bool:

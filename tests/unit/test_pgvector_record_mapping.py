@@ -134,6 +134,13 @@ def test_a_real_column_cannot_hold_a_double_column_as_it_is() -> None:
         "table embeddings_beta column code is character(4), the source's is text"  # 'ab  ' came back 'ab'
     ]
     assert pgvector_rows.carry_problems("embeddings_beta", padded, texts) == []
+    narrow, wide = [TableColumn("code", "character varying(8)")], [TableColumn("code", "character varying(64)")]
+    assert pgvector_rows.carry_problems("embeddings_beta", wide, narrow) == [
+        "table embeddings_beta column code is character varying(8), the source's is character varying(64)"
+    ]
+    assert pgvector_rows.carry_problems("embeddings_beta", texts, narrow) != []  # blanks past 8 are cut, silently
+    assert pgvector_rows.carry_problems("embeddings_beta", narrow, wide) == []
+    assert pgvector_rows.carry_problems("embeddings_beta", narrow, texts) == []
     raw, parsed = [TableColumn("extra", "json")], [TableColumn("extra", "jsonb")]
     assert pgvector_rows.carry_problems("embeddings_beta", raw, parsed) == [
         "table embeddings_beta column extra is jsonb, the source's is json"  # {"b":1,"a":2,"a":3} as {"a": 3, "b": 1}
