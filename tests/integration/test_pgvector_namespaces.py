@@ -550,3 +550,16 @@ def test_a_table_another_worker_made_while_this_one_looked_is_found_not_made_aga
         with pytest.raises(StoreError, match="dimension 16, not 8"):
             pgnamespaces.create_namespace(looking, "embeddings", "gamma", 8)
         looking.rollback()
+
+
+def test_a_backup_name_postgres_would_cut_is_refused_and_nothing_renamed(pg: sa.Engine) -> None:
+    # With a long prefix the backup's name passed 63 bytes: Postgres cut it to another backup's (or the legacy
+    # table's), the look for a free name then never found one, and it looped holding the table's lock.
+    prefix = "p" * 41
+    table = f"{prefix}_alpha"
+    with pg.begin() as conn:
+        conn.execute(sa.text(pgvector_layout.create_table_sql(table, DIM)))
+    with pg.begin() as conn, pytest.raises(StoreError, match="longer than Postgres's 63 bytes"):
+        pgnamespaces.rename_to_backup(conn, prefix, table, "alpha")
+    with pg.connect() as conn:
+        assert pgnamespaces.exists(conn, table)

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from nsmigrate.orchestrator import pgvector_layout, pgvector_rows
 from nsmigrate.orchestrator.errors import PlanError, StoreError
+from nsmigrate.orchestrator.limits import PG_IDENTIFIER_MAX_BYTES
 from nsmigrate.orchestrator.pgvector_layout import ID_COLUMN, quote
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.workers.stores.pgvector import binary as pgbinary
@@ -435,11 +436,16 @@ def rename_to_backup(conn: sa.Connection, prefix: str, table: str, namespace: st
     indexes (and so its named constraints) with it, so a new table of the same namespace can take the documented names;
     returns its new name. Nothing is dropped."""
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-    backup = pgvector_layout.backup_table(prefix, namespace, stamp)
-    suffix = 1
-    while exists(conn, backup):  # two moves within one second
-        backup = pgvector_layout.backup_table(prefix, namespace, f"{stamp}{suffix}")
-        suffix += 1
+    backup, suffix = pgvector_layout.backup_table(prefix, namespace, stamp), 1
+    while len(backup.encode()) <= PG_IDENTIFIER_MAX_BYTES and exists(conn, backup):  # two moves within one second
+        backup, suffix = pgvector_layout.backup_table(prefix, namespace, f"{stamp}{suffix}"), suffix + 1
+    if len(backup.encode()) > PG_IDENTIFIER_MAX_BYTES:
+        # Postgres would cut it to another backup's name, or the legacy table's: the look above could not tell.
+        raise StoreError(
+            f"table {table} cannot be renamed to a backup: {backup!r} is longer than Postgres's "
+            f"{PG_IDENTIFIER_MAX_BYTES} bytes, which prefix {prefix!r} leaves no room for; nothing was renamed",
+            hint="use a shorter table prefix (at most 27 characters keeps every backup name whole)",
+        )
     conn.execute(sa.text(f"ALTER TABLE {quote(table)} RENAME TO {quote(backup)}"))
     for index in indexes_of(conn, backup):
         if index.startswith(f"{table}_"):
