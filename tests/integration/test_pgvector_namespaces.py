@@ -563,3 +563,15 @@ def test_a_backup_name_postgres_would_cut_is_refused_and_nothing_renamed(pg: sa.
         pgnamespaces.rename_to_backup(conn, prefix, table, "alpha")
     with pg.connect() as conn:
         assert pgnamespaces.exists(conn, table)
+
+
+def test_a_backup_named_through_the_prefix_is_never_dropped(pg: sa.Engine) -> None:
+    backup = "embeddings_backup_20250101120000_foo"
+    with pg.begin() as conn:
+        conn.execute(sa.text(pgvector_layout.create_table_sql(backup, DIM)))
+
+    result = nsmigrate("pgvector", "drop", "20250101120000_foo", "--prefix", "embeddings_backup", "--yes")
+
+    assert result.exit_code != 0 and "backups are never dropped" in " ".join(result.output.split())
+    with pg.connect() as conn:
+        assert pgnamespaces.exists(conn, backup)

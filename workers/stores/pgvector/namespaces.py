@@ -414,6 +414,13 @@ def droppable_table(conn: sa.Connection, prefix: str, namespace: str) -> str:
     table = pgvector_layout.table_of(prefix, namespace)
     if not exists(conn, table):
         raise StoreError(f"namespace {namespace or 'default'!r} has no table {table}", namespace=namespace)
+    if re.search(rf"_{pgvector_layout.BACKUP_WORD}_\d{{14}}", table):  # a stamp: `--prefix embeddings_backup` names one
+        raise StoreError(
+            f"table {table} is a backup (a move or cleanup renamed it away): backups are never dropped; nothing was "
+            "dropped",
+            hint="drop it with SQL yourself once no rollback or restore needs it",
+            namespace=namespace,
+        )
     missing = [c for c in pgvector_layout.NAMESPACE_TABLE_COLUMNS if c not in columns_of(conn, table)]
     if missing:
         raise StoreError(
