@@ -230,6 +230,13 @@ def _enrich(metadata: Mapping[str, Any], target_namespace: str, ctx: RouteContex
     return out
 
 
+def routed_twin(target_namespace: str, ctx: RouteContext) -> str | None:
+    """The twin a record routed one by one into ``target_namespace`` was routed by (its ``twin_id_field`` holds it):
+    None when the run has a fixed target, or the namespace is no twin's."""
+    parsed = parse_namespace(target_namespace)
+    return parsed.twin_id if ctx.target_namespace is None and parsed.kind == "twin" else None
+
+
 def expected_metadata(source_record: Record, target_namespace: str, ctx: RouteContext) -> dict[str, Any]:
     """The metadata ``source_record`` must have in ``target_namespace`` after the copy (verification uses this; the
     copy uses the same rule)."""

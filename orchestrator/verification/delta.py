@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nsmigrate.orchestrator.errors import PlanError
-from nsmigrate.orchestrator.records.namespaces import parse_namespace
 from nsmigrate.orchestrator.records.vectors import Record
-from nsmigrate.orchestrator.routing.route import RouteContext, expected_metadata, target_of
+from nsmigrate.orchestrator.routing.route import RouteContext, expected_metadata, routed_twin, target_of
 from nsmigrate.orchestrator.verification.comparisons import (
     ID_CAP,
     MISMATCH_CAP,
@@ -185,9 +184,8 @@ def restore_record(
     """
     added = enrichment_keys(target_namespace, ctx)
     metadata = {k: v for k, v in (target.metadata or {}).items() if k not in added} | dict(held or {})
-    parsed = parse_namespace(target_namespace)
-    if ctx.target_namespace is None and parsed.kind == "twin" and parsed.twin_id is not None:
-        metadata[ctx.twin_id_field] = parsed.twin_id
+    if (twin := routed_twin(target_namespace, ctx)) is not None:
+        metadata[ctx.twin_id_field] = twin
     rebuilt = Record(target.id, list(target.values), metadata)
     try:
         routed = target_of(rebuilt, ctx)

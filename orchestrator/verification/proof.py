@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nsmigrate.orchestrator.errors import PlanError
-from nsmigrate.orchestrator.records.namespaces import parse_namespace
 from nsmigrate.orchestrator.records.vectors import Record
-from nsmigrate.orchestrator.routing.route import RouteContext, expected_metadata, target_of
+from nsmigrate.orchestrator.routing.route import RouteContext, expected_metadata, routed_twin, target_of
 from nsmigrate.orchestrator.verification.comparisons import (
     ID_CAP,
     MISMATCH_CAP,
@@ -97,11 +96,11 @@ class Proof:
 LINEAGE_KEY = "migrated_from"
 
 
-def replaced_values(original: Record, target_namespace: str, ctx: RouteContext) -> str | None:
+def replaced_values(original: Record, expected: Mapping[str, Any]) -> str | None:
     """Why deleting ``original`` would lose a metadata value: the copy's enrichment (its creator fields, a constant)
-    replaced one the original holds with another, so the original is its only record; None when it replaced none.
-    ``migrated_from`` is nsmigrate's own lineage: an earlier copy's gives way to this one's (data copied again)."""
-    expected = expected_metadata(original, target_namespace, ctx)
+    replaced one the original holds with another in ``expected`` (its copy's metadata), so the original is its only
+    record; None when it replaced none. ``migrated_from`` is nsmigrate's own lineage: an earlier copy's gives way to
+    this one's (data copied again)."""
     replaced = [
         key
         for key, value in original.metadata.items()
@@ -128,8 +127,8 @@ def held_enrichment(original: Record, added: Mapping[str, Any], expected: Mappin
 def _restored_anyway(added: dict[str, Any], target_namespace: str, ctx: RouteContext) -> dict[str, Any]:
     """``added`` but for the twin id a record routed one by one into a twin namespace holds: the rollback's rebuild
     puts it back from the namespace (``delta.restore_record``), so it is never recorded (it is every such record's)."""
-    parsed = parse_namespace(target_namespace)
-    if ctx.target_namespace is None and parsed.kind == "twin" and added.get(ctx.twin_id_field) == parsed.twin_id:
+    twin = routed_twin(target_namespace, ctx)
+    if twin is not None and added.get(ctx.twin_id_field) == twin:
         return {k: v for k, v in added.items() if k != ctx.twin_id_field}
     return added
 
@@ -166,14 +165,15 @@ def prove_copies(
             continue
         if ns is None:
             continue
+        expected = expected_metadata(original, ns, ctx) if deleting_originals else {}
         if reason is None and deleting_originals:
-            reason = replaced_values(original, ns, ctx)
+            reason = replaced_values(original, expected)
         if reason is None:
             proof.proven.append(original.id)
             if deleting_originals:
                 if ns not in added_in:
                     added_in[ns] = _restored_anyway(expected_metadata(Record("", [], {}), ns, ctx), ns, ctx)
-                if held := held_enrichment(original, added_in[ns], expected_metadata(original, ns, ctx)):
+                if held := held_enrichment(original, added_in[ns], expected):
                     proof.held[original.id] = held
         else:
             proof.refuse(original.id, f"{reason} (target namespace {ns!r})")

@@ -19,7 +19,7 @@ from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import pages as jobs_pages
 from nsmigrate.orchestrator.models import NamespaceRun, RunState
-from tests.integration.test_job_table import a_job
+from tests.integration.test_job_table import a_job, one_listed_batch
 from tests.integration.test_stopped_worker import waiting_for_a_lock
 from tests.polling import wait_until
 
@@ -171,9 +171,7 @@ def test_a_start_waiting_on_a_failure_that_commits_meanwhile_takes_its_ids_off_t
 ) -> None:
     # Another delivery fails the batch, committing while this start waits for the batch's row: the start must judge
     # the state it finds once it holds the row (failed: its ids leave the failed count), not the one it began with.
-    _, [run_id] = a_job(db)
-    assert jobs_pages.start_listing(db, run_id) is not None
-    [batch_id] = jobs_pages.add_batches(db, run_id, [["a", "b"]], None, listing_done=True).batch_ids
+    _, run_id, batch_id = one_listed_batch(db)
     assert jobs_batches.start_batch(db, batch_id, "w1") is not None
     failing = db.engine.connect()
     failing.begin()

@@ -322,6 +322,14 @@ def test_every_run_is_written_with_its_own_fields(db: jobs_database.Database) ->
     assert all(r.created_at is not None and r.updated_at is not None for r in runs.values())
 
 
+def one_listed_batch(db: jobs_database.Database) -> tuple[int, int, int]:
+    """A one-run job listed whole into one batch of ids ``a`` and ``b``: (job, run, batch)."""
+    job_id, [run_id] = a_job(db)
+    assert jobs_pages.start_listing(db, run_id) is not None
+    [batch_id] = jobs_pages.add_batches(db, run_id, [["a", "b"]], None, listing_done=True).batch_ids
+    return job_id, run_id, batch_id
+
+
 def copied_run(db: jobs_database.Database, namespaces: int = 1) -> tuple[int, list[int]]:
     """A job whose runs each copied their one batch."""
     job_id, run_ids = a_job(db, namespaces)
@@ -507,9 +515,7 @@ def test_the_hot_statements_compiled_ahead_change_nothing_and_are_found_compiled
 def test_a_failed_batch_started_again_by_an_older_message_leaves_the_failed_count(db: jobs_database.Database) -> None:
     # A message sent before the batch failed (a duplicate `resume` sent, a redelivery) starts it again: its ids must
     # leave the run's failed count, or its finish leaves them counted failed, and a second failure counts them twice.
-    _, [run_id] = a_job(db)
-    assert jobs_pages.start_listing(db, run_id) is not None
-    [batch_id] = jobs_pages.add_batches(db, run_id, [["a", "b"]], None, listing_done=True).batch_ids
+    _, run_id, batch_id = one_listed_batch(db)
 
     def failed() -> int:
         return jobs_and_runs.get_run(db, run_id).failed
@@ -533,9 +539,7 @@ def test_a_redelivery_that_finds_its_batch_running_counts_a_lost_attempt_until_r
     # Only a redelivered message whose batch is still `running` counts: its worker died before ending the batch. A
     # first delivery, Celery's retry after an outage (a new message) and a redelivery of a batch that ended count
     # nothing; `nsmigrate retry` (failed → queued) starts the count again.
-    job_id, [run_id] = a_job(db)
-    assert jobs_pages.start_listing(db, run_id) is not None
-    [batch_id] = jobs_pages.add_batches(db, run_id, [["a", "b"]], None, listing_done=True).batch_ids
+    job_id, run_id, batch_id = one_listed_batch(db)
 
     def start(redelivered: bool) -> int:
         work = jobs_batches.start_batch(db, batch_id, "w", redelivered=redelivered)
