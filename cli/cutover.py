@@ -170,6 +170,8 @@ def publish(job: JobArg, database_url: DatabaseOpt = None, redis_url: RedisOpt =
     of their writes (failed new-side writes, records the erasure ledger held back) into the job's events."""
     ctx, job_id = _migrate_job(job, database_url, redis_url)
     check_redis_credentials(ctx.settings.redis_url)
+    # Kept first: from now on a cleanup keeps the source the applications read until reads are 100 % new.
+    rollout_rows.record_published(ctx.db, job_id, default_actor())
     head = _publish(ctx, job_id)
     console.print(
         f"job {job_id}: published for its applications: reads {head['percent']} % new (step {head['seq']}, layout "

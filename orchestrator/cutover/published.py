@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -69,8 +69,10 @@ def _version(value: Any) -> str:
 
 def readable(run: NamespaceRun) -> bool:
     """Whether reads may go to ``run``'s copy: its last verification passed. A run added after the rollout began
-    (``sync --new-namespaces``) is read from the old side until it has, and one that failed since goes back there."""
-    return run.state in PASSED_RUN_STATES or bool((run.verification or {}).get("passed"))
+    (``sync --new-namespaces``) is read from the old side until it has, and one that failed since goes back there.
+    A source a cleanup deleted from, or may have, is never read again, whatever a later verdict says (a cleanup
+    refused part-way leaves the run ``verify_failed``): the target holds the copies of what went."""
+    return run.state in PASSED_RUN_STATES or bool((run.verification or {}).get("passed")) or run.source_may_be_deleted
 
 
 def cleanup_stage(run: NamespaceRun) -> str | None:
@@ -83,8 +85,12 @@ def cleanup_stage(run: NamespaceRun) -> str | None:
     return CLEANING if run.state == RunState.CLEANING else None
 
 
-def layout_of(job_id: int, spec: Mapping[str, Any], runs: Sequence[NamespaceRun]) -> dict[str, Any]:
-    """The layout document of a job: its spec and runs as an application needs them, with their version."""
+def layout_of(
+    job_id: int, spec: Mapping[str, Any], runs: Sequence[NamespaceRun], restored: Collection[str] = ()
+) -> dict[str, Any]:
+    """The layout document of a job: its spec and runs as an application needs them, with their version.
+    ``restored``: source namespaces a rollback wrote back after their cleanup (``rollout.restored_by_rollback``):
+    their originals are there again, so they are written on both sides, and read where the rollout says."""
     body = {
         "job_id": job_id,
         "spec": dict(spec),
@@ -98,7 +104,7 @@ def layout_of(job_id: int, spec: Mapping[str, Any], runs: Sequence[NamespaceRun]
                 "twin_id": r.twin_id,
                 "routing_table": r.routing_table,
                 "readable": readable(r),
-                "cleanup": cleanup_stage(r),
+                "cleanup": None if r.source_namespace in restored else cleanup_stage(r),
             }
             for r in runs
         ],
@@ -138,8 +144,9 @@ def publish(db: Database, redis: Any, job_id: int) -> dict[str, Any]:
             seq = s.scalar(
                 sa.select(sa.func.max(Event.id)).where(Event.job_id == job_id, Event.action == rollout_rows.SET)
             )
+            restored = rollout_rows.restored_by_rollback(s, job_id)
         rollout = rollout_rows.rollout_of(db, job_id)
-        layout = layout_of(job_id, spec, runs)
+        layout = layout_of(job_id, spec, runs, restored)
         limits = {**_default_limits(), **(spec.get("cutover") or {})}
         head = head_of(job_id, rollout.percent, int(seq or 0), layout["version"], limits)
         pipe = redis.pipeline(transaction=True)

@@ -15,12 +15,15 @@ from nsmigrate.orchestrator.cutover.rails import StepHistory, skipped_steps, ste
 from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS, Rollout, cleanup_gate, rollout_from
 from nsmigrate.orchestrator.errors import StateError
 from nsmigrate.orchestrator.jobs.database import Database, add_event
+from nsmigrate.orchestrator.messaging.task_names import cutover_key
 from nsmigrate.orchestrator.models import Event, Job, NamespaceRun, utcnow
 from nsmigrate.orchestrator.records.namespaces import shown_namespaces
 from nsmigrate.orchestrator.spec.jobspec import Cutover
 from nsmigrate.orchestrator.states import JobKind, RunState
 
 SET, WRITE_FAILED, CHECKED = "cutover_set", "dual_write_failed", "cutover_check"
+#: ``cutover publish``: from then on the job's applications may follow it, reading the source until reads are 100 % new.
+PUBLISHED = "cutover_published"
 #: A breach seen while a step was live: it restarts the step's soak (``orchestrator.cutover.rails``).
 BREACH = "cutover_breach"
 #: Aliases ``cutover aliases`` created or repointed (a cut-over inside one index).
@@ -73,7 +76,7 @@ def _refusal(s: Any, job_id: int, percent: int, rails: Cutover | None, forced: b
         runs = s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id == job_id).order_by(NamespaceRun.id))
         deleted = [r.source_namespace for r in runs if r.source_may_be_deleted]
         if deleted:
-            restored = _restored_by_rollback(s, job_id)
+            restored = restored_by_rollback(s, job_id)
             deleted = [ns for ns in deleted if ns not in restored]
         if deleted:
             return (
@@ -88,7 +91,7 @@ def _refusal(s: Any, job_id: int, percent: int, rails: Cutover | None, forced: b
     return f"{problem}; nothing was changed" if problem is not None else None
 
 
-def _restored_by_rollback(s: Any, job_id: int) -> set[str]:
+def restored_by_rollback(s: Any, job_id: int) -> set[str]:
     """The source namespaces of ``job_id`` that its newest rollback wrote back and verified equal to their copies
     (``workers.steps.rollback``): reads may go back to them, as the rollback asks before it removes the copies."""
     newest = s.scalars(
@@ -208,8 +211,21 @@ def last_check(db: Database, job_id: int) -> dict[str, Any] | None:
         )
 
 
-def cleanup_refusal(db: Database, run: NamespaceRun, decommission_after_s: float, *, override: bool) -> str | None:
-    """Why the cut-over keeps ``run``'s source now (``cutover.cleanup_gate``), or None."""
+def record_published(db: Database, job_id: int, actor: str) -> None:
+    """Keep that the job's cut-over was published for its applications (``cutover publish``), before it is: a cleanup
+    then keeps the source they read until reads are 100 % new, even if Redis, where they follow it, lost it."""
+    with db.transaction() as s:
+        add_event(s, PUBLISHED, actor, job_id)
+
+
+def cleanup_refusal(
+    db: Database, run: NamespaceRun, decommission_after_s: float, *, override: bool, redis: Any = None
+) -> str | None:
+    """Why the cut-over keeps ``run``'s source now (``cutover.cleanup_gate``), or None. ``redis``: the fleet's, where
+    a layout published before its publication was recorded says its applications follow the job too."""
+    followed = redis is not None and bool(redis.exists(cutover_key(run.job_id, "layout")))
+    with db.transaction() as s:
+        published = s.scalar(sa.select(Event.id).where(Event.job_id == run.job_id, Event.action == PUBLISHED).limit(1))
     return cleanup_gate(
         rollout_of(db, run.job_id),
         decommission_after_s,
@@ -217,4 +233,5 @@ def cleanup_refusal(db: Database, run: NamespaceRun, decommission_after_s: float
         last_sync_at=last_event_at(db, run.id, "sync"),
         last_write_failure_at=last_event_at(db, run.id, WRITE_FAILED),
         override=override,
+        followed=followed or published is not None,
     )

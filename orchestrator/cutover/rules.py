@@ -129,14 +129,22 @@ def cleanup_gate(
     last_sync_at: datetime | None,
     last_write_failure_at: datetime | None,
     override: bool = False,
+    followed: bool = False,
 ) -> str | None:
     """Why a namespace of a job under cut-over must keep its source, or None. Under cut-over the application reads
     the source until reads are 100 % new, and for ``decommission_after_s`` more (to step back); and a write the new
     store missed must have been synced (a ``sync`` of the namespace after the cut-over began and after its last
     failed dual write). ``override`` (``--decommission-now``) skips the waiting only: never the sync, and never
     reads being 100 % new, since deleting a source the application still reads loses its answers (`cutover set
-    --reads new --percent 100` is the recorded way there)."""
+    --reads new --percent 100` is the recorded way there). ``followed``: the job's cut-over was published for its
+    applications (``cutover publish``): before any ``cutover set`` their ``DualWriteIndex`` reads the source."""
     if not rollout.under_way:
+        if followed:
+            return (
+                "the job's applications follow its cut-over (`nsmigrate cutover publish`) and read the source until "
+                "reads are 100 % new: `nsmigrate cutover set --reads new --percent 100` first (--decommission-now "
+                "skips only the wait after that)"
+            )
         return None
     if rollout.full_since is None:
         return (

@@ -62,6 +62,40 @@ def cut_over(ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.M
     return job
 
 
+@pytest.mark.parametrize("publication", ["recorded", "in Redis only"])
+def test_a_job_its_applications_follow_keeps_the_source_they_read_until_reads_are_100_percent_new(
+    ctx: WorkerContext,
+    sandbox: PineconeSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    job_table_url: str,
+    redis_url: str,
+    publication: str,
+) -> None:
+    """`cutover publish`, then the applications dual-write and read the source through their DualWriteIndex: with no
+    `cutover set` yet, every read goes to the source. A cleanup must keep it, also once Redis lost the publication
+    (the job table keeps it), or for a publication made before the job table kept one (Redis has it)."""
+    monkeypatch.setenv(KEY_ENV, "pcsk-cutover-cleanup-test")
+    stores: tuple[dict[str, Any], ...] = tuple(
+        {"kind": "pinecone", "host": sandbox.host(name), "api_key_env": KEY_ENV} for name in ("src", "dst")
+    )
+    job = copied_job(ctx, make_spec(stores), {"alpha": make_records(5)}, started=True)
+    assert job.verify()["passed"]
+    if publication == "recorded":
+        env = {"NSMIGRATE_DATABASE_URL": job_table_url, "NSMIGRATE_REDIS_URL": redis_url}
+        done = CliRunner().invoke(app, ["cutover", "publish", str(job.job_id)], env=env)
+        assert done.exit_code == 0, done.output
+        ctx.redis.delete(cutover_key(job.job_id, "layout"), cutover_key(job.job_id, "rollout"))  # Redis lost it
+    else:
+        published.publish(ctx.db, ctx.redis, job.job_id)
+
+    refused = job.cleanup(decommission_now=True)
+
+    assert refused["action"] == "refused", refused
+    assert "follow its cut-over (`nsmigrate cutover publish`) and read the source" in refused["reason"]
+    assert "`nsmigrate cutover set --reads new --percent 100` first" in refused["reason"]
+    assert job.source.namespaces().get("alpha") == 5 and job.state() == "verified"
+
+
 def test_a_step_back_that_lands_after_the_gate_was_asked_stops_the_cleanup(
     ctx: WorkerContext, cut_over: Job, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -179,3 +213,33 @@ def test_a_cleanup_refused_after_it_told_the_applications_tells_them_again(ctx: 
     assert result["action"] == "refused" and "changed" in result["reason"], result
     layout = json.loads(ctx.redis.get(cutover_key(cut_over.job_id, "layout")))
     assert [r["cleanup"] for r in layout["runs"] if r["source_namespace"] == "alpha"] == [None]
+
+
+def test_applications_write_the_originals_a_rollback_restored_after_their_cleanup(
+    ctx: WorkerContext, cut_over: Job
+) -> None:
+    """Once a cleanup deleted the source, the applications write the new index only. A rollback that restored the
+    originals tells them so: their writes reach both sides again, so after reads went back the originals hold them
+    (not only the copies the rollback then removes)."""
+    published.publish(ctx.db, ctx.redis, cut_over.job_id)
+    assert cut_over.cleanup(decommission_now=True)["action"] == "deleted"
+
+    stopped = rollback_job(ctx, cut_over.job_id, actor="tester")  # restored and verified; reads are 100 % new
+
+    assert stopped["action"] == "refused", stopped
+    layout = json.loads(ctx.redis.get(cutover_key(cut_over.job_id, "layout")))
+    assert [r["cleanup"] for r in layout["runs"] if r["source_namespace"] == "alpha"] == [None]
+    wrapper = DualWriteIndex(
+        old=StoreIndex(cut_over.source), new=StoreIndex(cut_over.target), job_id=cut_over.job_id, redis=ctx.redis
+    )
+    wrapper.upsert(vectors=[("v-late", [0.5] * DIM)], namespace="alpha")
+    wrapper.delete(ids=["v-000"], namespace="alpha")
+    rollout_rows.set_rollout(ctx.db, cut_over.job_id, 0, "tester")
+    published.publish(ctx.db, ctx.redis, cut_over.job_id)
+    settle(cut_over.spec.source, cut_over.spec.target)
+
+    done = rollback_job(ctx, cut_over.job_id, actor="tester")
+
+    assert done["action"] == "rolled_back", done
+    kept = {r.id for r in cut_over.source.fetch("alpha", ["v-late", "v-000", "v-001"])}
+    assert kept == {"v-late", "v-001"}

@@ -219,6 +219,18 @@ def test_a_cleaned_namespace_is_written_to_the_new_index_only(ctx: WorkerContext
     assert filed_failures(ctx, job_id) == []
 
 
+def test_a_source_a_refused_cleanup_deleted_from_is_not_read_again(ctx: WorkerContext, job_id: int) -> None:
+    """A cleanup refused part-way (ids written meanwhile) leaves its run ``verify_failed`` with ids deleted from the
+    source: the applications must go on reading the copy, not a source that lacks what the cleanup deleted."""
+    rollout_rows.set_rollout(ctx.db, job_id, 100, "tester")
+    wrapper, old, new = app(ctx, job_id, compare_share=0)
+    cleanup_at(ctx, job_id, RunState.VERIFY_FAILED, verification={"passed": False}, cleanup={"deleted_count": 5})
+
+    wrapper.query(vector=[0.1], top_k=1, namespace="a")
+
+    assert old.calls == [] and new.calls == [("query", "a-new")]
+
+
 def test_a_delete_in_a_cleaned_namespace_routed_per_record_finds_each_record_in_the_new_index(
     ctx: WorkerContext,
 ) -> None:

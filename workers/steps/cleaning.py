@@ -305,7 +305,9 @@ def _cleanup(
         problem = (
             problem
             or shape_problem(ctx, spec, run, prove=not dry_run)
-            or cleanup_refusal(ctx.db, run, spec.cutover.decommission_after_s, override=decommission_now)
+            or cleanup_refusal(
+                ctx.db, run, spec.cutover.decommission_after_s, override=decommission_now, redis=ctx.redis
+            )
             or alias_problem(ctx, spec, run)
         )
         if problem is not None:
@@ -401,7 +403,7 @@ def _delete(
         return _refuse(ctx, run, f"{e.message}; run cleanup again", actor, dry_run=False)
     # The cut-over's gate again, now that the run is cleaning: a `cutover set` that sent reads back to the source
     # since the first ask has committed (it and `start_cleanup` share the job's row lock), and none can follow.
-    gate = cleanup_refusal(ctx.db, run, spec.cutover.decommission_after_s, override=decommission_now)
+    gate = cleanup_refusal(ctx.db, run, spec.cutover.decommission_after_s, override=decommission_now, redis=ctx.redis)
     gate = gate or alias_problem(ctx, spec, run)  # an alias made since the first ask
     if gate is not None:
         jobs_verdicts.abort_cleanup(ctx.db, run.id, gate, actor, back_to=verdict)

@@ -39,6 +39,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from nsmigrate.orchestrator.cutover import published
 from nsmigrate.orchestrator.cutover import rollout as rollout_rows
 from nsmigrate.orchestrator.errors import NsmigrateError, StateError, StoreError
 from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
@@ -260,6 +261,19 @@ class _Rollback:
         return done
 
 
+def _tell_applications(ctx: WorkerContext, forward_job_id: int) -> None:
+    """Publish the job's layout again for the applications that follow it (``published.layout_of``: a restored
+    source is written on both sides again). Raises ``StateError`` when Redis cannot take it: nothing is removed."""
+    try:
+        published.publish_if_followed(ctx.db, ctx.redis, forward_job_id)
+    except Exception as e:
+        raise StateError(
+            f"could not tell job {forward_job_id}'s applications that its originals are back ({type(e).__name__}): "
+            "they would write the copies only; the originals are restored and verified, nothing was removed",
+            job_id=forward_job_id,
+        ) from e
+
+
 def _rollout_problem(ctx: WorkerContext, forward_job_id: int) -> str | None:
     """Why the copies must stay: the job's rollout sends the applications' reads to them (``cutover set``)."""
     percent = rollout_rows.rollout_of(ctx.db, forward_job_id).percent
@@ -419,6 +433,9 @@ def rollback_job(
         if not all(c.passed for c in checks.values()):
             failed = next(c for c in checks.values() if not c.passed)
             return _refuse(ctx, rb, out, todo, mine, checks, failed, record=False)
+        # The originals are back: applications that follow the job write them again (a cleaned source was written
+        # on the new side only), before reads may go back to them.
+        _tell_applications(ctx, forward_job_id)
         # 4. only now: claim the forward job and remove the targets (none an alias made since serves, nor any share
         # of the applications' reads through their DualWriteIndex).
         served = _alias_problem(rb, todo) or _rollout_problem(ctx, forward_job_id)
