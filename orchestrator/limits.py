@@ -37,6 +37,10 @@ DOCUMENT_RESERVED_PREFIXES = ("_", "$")
 #: Ids one query may return when it asks for no values and no metadata (Pinecone API reference, "Query": top_k ≤
 #: 10,000).
 QUERY_MAX_TOP_K = 10_000
+#: Ids one query may return when it asks for values or metadata (Pinecone API reference, "Query": top_k ≤ 1,000).
+QUERY_MAX_TOP_K_WITH_DATA = 1_000
+#: Bytes of one query's answer (Pinecone docs, "Query limits": max result size 4 MB); a larger one is refused.
+QUERY_MAX_RESULT_BYTES = 4_000_000
 
 #: Namespace aliases per list page (API 2026-07 ``GET /namespace-aliases``: limit ≤ 100).
 ALIAS_LIST_MAX_PAGE = 100

@@ -57,6 +57,9 @@ class Capabilities:
     #: A delete takes the records it names from the index's ``rate.delete_records_per_s`` (Pinecone limits the
     #: records deleted a second, beside the requests).
     deletes_counted_by_record: bool = False
+    #: ``query_records``: a query returns records with their values and metadata, so a small namespace listed whole
+    #: can be read by one query instead of a fetch (a serverless vector index: ``workers.steps.whole_reads``).
+    reads_by_query: bool = False
 
 
 @runtime_checkable
@@ -146,6 +149,11 @@ class Store(Protocol):
         """``(id, score)`` of the ``top_k`` nearest, best first: what a cross-twin search merges on."""
         ...
 
+    def query_records(self, namespace: str, top_k: int) -> list[Record]:
+        """The ``top_k`` records nearest to one vector with their values and metadata (``capabilities.reads_by_query``):
+        for a ``top_k`` beyond the namespace's size, every record the query found (a search may miss some)."""
+        ...
+
     def search_text(self, namespace: str, text: str, top_k: int) -> list[str]:
         """Ids the store finds for ``text``, best first (``capabilities.text_search``)."""
         ...
@@ -203,6 +211,9 @@ class StoreDefaults:
         self, namespace: str, prefix: str, *, limit: int = LIST_MAX_PAGE_IDS, token: str | None = None
     ) -> IdPage:
         raise StoreError(f"{self.name} cannot list ids by prefix", hint="list the namespace as one chain")
+
+    def query_records(self, namespace: str, top_k: int) -> list[Record]:
+        raise StoreError(f"{self.name} cannot read records by query", hint="fetch them")
 
     def search_text(self, namespace: str, text: str, top_k: int) -> list[str]:
         raise StoreError(f"{self.name} cannot search by text", hint="only an integrated Pinecone index can")

@@ -47,6 +47,9 @@ Choices where the real service is not pinned down by the spec:
 - A request body over 2 MiB is refused with ``OVERSIZE_STATUS`` (400, gRPC code 3, "Request size ... exceeds the maximum
   supported size of 2MB"). The SDK's docs expect 413 (``PayloadTooLargeError``) for this; change the constant to 413 to
   test that path. With 3072-dim float vectors the JSON is ~60 KB per vector, so ~30 vectors fill 2 MB.
+- A query whose JSON answer would exceed :data:`MAX_QUERY_RESULT_BYTES` (the docs' "Max result size 4MB") is refused
+  with 400, gRPC code 3, a message saying to lower topK or leave out values or metadata (the docs give no status).
+  With values, ~120 matches of 3072-dim vectors fill it, well under ``MAX_TOP_K_WITH_DATA``.
 - The default namespace is stored as ``""``; ``"__default__"`` is accepted as its name everywhere and is how
   ``describe_index_stats``, ``GET /namespaces`` and the stats report it.
 - A ``pod`` index refuses ``GET /vectors/list`` and every ``/namespaces`` endpoint, as real pods do (the API reference:
@@ -125,6 +128,7 @@ MAX_METADATA_BYTES = 40960
 MAX_LIST_LIMIT = 100
 MAX_TOP_K = 10_000
 MAX_TOP_K_WITH_DATA = 1000  # topK when includeValues or includeMetadata is set
+MAX_QUERY_RESULT_BYTES = 4_000_000  # Pinecone docs, "Query limits": "Max result size 4MB" (the query's JSON answer)
 MAX_FETCH_BY_METADATA_LIMIT = 10_000
 MAX_SPARSE_VALUES = 2048  # indices (and values) of one SparseValues
 #: A dense vector needs one value at least this large in magnitude (Vector.values): else it is "only zeros".
@@ -279,6 +283,12 @@ class Faults:
       whatever the rate: one batch fails and its neighbours go through).
     - ``drop_fraction``: upserts answer the full ``upsertedCount`` but silently do not store this fraction of the
       vectors (chosen with a seeded RNG; exact when ``n * drop_fraction`` is a whole number).
+    - ``query_miss_fraction``: each vector query (``POST /query``) searches without this fraction of the ``n``
+      records it would otherwise search (those its filter admits; chosen anew for each query with an RNG seeded by
+      ``seed``, deterministic for a sequential client; exact when ``n * query_miss_fraction`` is a whole number), as
+      Pinecone's approximate search may miss records: a query whose ``topK`` covers them all answers that many fewer
+      matches, one with a smaller ``topK`` lower-ranked records in the missed ones' places. ``0.0`` (the default): an
+      exact search.
     - ``namespaces_endpoint``: when ``False`` the ``/namespaces`` endpoints answer 404, as Pinecone Local does.
     - ``embed_tokens_per_min``: embedding tokens an integrated index's model takes per 60 s (records upsert and text
       search); ``None`` = unlimited. Over it: 429 with ``Retry-After`` (``sandbox.embedding``).
@@ -320,6 +330,7 @@ class Faults:
     error_ops: tuple[str, ...] | None = None
     refuse_ids: tuple[str, ...] = ()
     drop_fraction: float = 0.0
+    query_miss_fraction: float = 0.0
     namespaces_endpoint: bool = True
     embed_tokens_per_min: int | None = None
     stats_offset: int = 0
@@ -346,7 +357,7 @@ class Faults:
             raise ValueError(f"stats_offset must be an integer, got {self.stats_offset!r}")
         if not self.stats_new_namespace_lag_s >= 0:
             raise ValueError("stats_new_namespace_lag_s must be >= 0")
-        for name in ("error_rate_429", "error_rate_5xx", "drop_fraction"):
+        for name in ("error_rate_429", "error_rate_5xx", "drop_fraction", "query_miss_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within 0..1")
         if self.error_rate_429 + self.error_rate_5xx > 1.0:
@@ -930,8 +941,15 @@ class IndexStore:
             return [i for i, r in ns.records.items() if predicate(r.metadata or {})]
 
     def query(
-        self, namespace: str, vector: np.ndarray, top_k: int, predicate: Predicate | None
+        self,
+        namespace: str,
+        vector: np.ndarray,
+        top_k: int,
+        predicate: Predicate | None,
+        misses: Callable[[int], list[int]] | None = None,
     ) -> list[tuple[str, float, _Record]]:
+        """The ``top_k`` records nearest ``vector`` among those ``predicate`` admits, ranked; ``misses``: given how
+        many records the query searches, the positions of those it leaves out (``FaultState.query_misses``)."""
         with self.lock:
             ns = self._view(namespace)._ns(namespace)
             if ns is None or not ns.records:
@@ -939,6 +957,11 @@ class IndexStore:
             ids, matrix = ns.matrix(self.spec.dimension)
             if predicate is not None:
                 keep = np.fromiter((predicate(ns.records[i].metadata or {}) for i in ids), bool, len(ids))
+                ids = [i for i, k in zip(ids, keep, strict=True) if k]
+                matrix = matrix[keep]
+            if misses is not None and ids:
+                keep = np.ones(len(ids), bool)
+                keep[misses(len(ids))] = False
                 ids = [i for i, k in zip(ids, keep, strict=True) if k]
                 matrix = matrix[keep]
             if not ids:
@@ -1203,6 +1226,7 @@ class FaultState:
             self._error_rng = random.Random(faults.seed)
             self._stats_readings = 0
             self._drop_rng = random.Random(faults.seed + 1)
+            self._miss_rng = random.Random(faults.seed + 2)
 
     @property
     def lag_s(self) -> float:
@@ -1244,6 +1268,7 @@ class FaultState:
             self._max_in_flight = self._in_flight
             self._error_rng = random.Random(self.faults.seed)
             self._drop_rng = random.Random(self.faults.seed + 1)
+            self._miss_rng = random.Random(self.faults.seed + 2)
 
     @contextlib.contextmanager
     def serving(self) -> Iterator[None]:
@@ -1394,6 +1419,24 @@ class FaultState:
             # Stochastic rounding keeps the long-run fraction right even for one-vector upserts.
             k = int(exact) + (1 if self._drop_rng.random() < exact - int(exact) else 0)
             return set(self._drop_rng.sample(range(count), min(k, count)))
+
+    def query_misses(self) -> Callable[[int], list[int]] | None:
+        """What one vector query leaves out (``query_miss_fraction``): a function from the number of records it
+        searches to the positions of those it misses; None when it misses none. Drawn here, under this lock, so the
+        store's lock never waits for it."""
+        with self._lock:
+            fraction = self.faults.query_miss_fraction
+            if fraction <= 0:
+                return None
+            rng = random.Random(self._miss_rng.getrandbits(64))
+
+        def misses(count: int) -> list[int]:
+            exact = count * fraction
+            # Stochastic rounding, as for drops: the long-run fraction holds for small result sets too.
+            k = int(exact) + (1 if rng.random() < exact - int(exact) else 0)
+            return rng.sample(range(count), min(k, count))
+
+        return misses
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -1745,7 +1788,7 @@ class IndexService:
             reply["pagination"] = {"next": token}
         return reply
 
-    def _query(self, payload: Any, _query: dict[str, list[str]], _arg: str | None) -> dict[str, Any]:
+    def _query(self, payload: Any, _query: dict[str, list[str]], _arg: str | None) -> _Reply:
         body = _object(payload)
         namespace = _namespace_name(body.get("namespace"))
         if "topK" not in body:
@@ -1759,12 +1802,22 @@ class IndexService:
             )
         predicate = compile_filter(body["filter"]) if body.get("filter") is not None else None
         vector = self._query_vector(body, namespace)
-        matches = [] if vector is None else self.store.query(namespace, vector, top_k, predicate)
-        return {
+        misses = self.faults.query_misses()
+        matches = [] if vector is None else self.store.query(namespace, vector, top_k, predicate, misses)
+        reply = {
             "matches": [_match_json(i, s, r, include_values, include_metadata) for i, s, r in matches],
             "namespace": namespace,
             "usage": {"readUnits": math.ceil(self.query_read_units(namespace))},
         }
+        # Serialized here, once, to hold the answer to the service's result-size limit; sent as these bytes.
+        data = orjson.dumps(reply, option=orjson.OPT_SERIALIZE_NUMPY)
+        if len(data) > MAX_QUERY_RESULT_BYTES:
+            raise _bad(
+                f"Query result size of {len(data)} bytes exceeds the maximum result size of 4MB "
+                f"({MAX_QUERY_RESULT_BYTES} bytes). Choose a lower topK, or leave out values or metadata "
+                "(includeValues=false or includeMetadata=false)."
+            )
+        return _Reply(200, data)
 
     def _query_vector(self, body: dict[str, Any], namespace: str) -> np.ndarray | None:
         has_vector, has_id = body.get("vector") is not None, body.get("id") is not None
@@ -2008,7 +2061,11 @@ def _vector_json(vector_id: str, record: _Record) -> dict[str, Any]:
 
 
 def _match_json(vector_id: str, score: float, record: _Record, values: bool, metadata: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": vector_id, "score": score, "values": record.values if values else []}
+    """One ScoredVector: with ``values``, the dense values as fetch sends them (:func:`_vector_json`) and the sparse
+    values the record has; without, ``values`` is ``[]`` and no sparse values are sent."""
+    out: dict[str, Any] = {"id": vector_id, "score": score, "values": record.values_json() if values else []}
+    if values and record.sparse is not None:
+        out["sparseValues"] = record.sparse
     if metadata and record.metadata is not None:
         out["metadata"] = record.metadata
     return out

@@ -53,6 +53,12 @@ RATE_SLOTS_MISSED = Counter(
     "store: each request took a slot of its own, and the budget lost the one it missed.",
     ["store"],
 )
+WHOLE_READS = Counter(
+    "nsmigrate_whole_reads",
+    "Small namespaces listed whole and read by one query (outcome queried), or fetched after all (outcome fetched: the "
+    "query missed a listed id, was refused or failed).",
+    ["outcome"],
+)
 STORE_RETRIES = Counter(
     "nsmigrate_store_retries",
     "Store requests tried again after a retryable answer (429, 5xx, timeout), by store.",

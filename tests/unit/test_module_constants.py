@@ -65,6 +65,7 @@ WORKING: dict[str, str] = {
     "workers/steps/next_steps.py:WAKE_TTL_S": "how long a job's wake-ups wait for a command, far above its poll",
     "workers/steps/next_steps.py:WAKE_KEEP": "wake-ups kept per job: a long job's waiting command needs only its last",
     "workers/steps/listing.py:START_BEFORE_SLOT_S": "a small run is started this long before its fetch slot",
+    "workers/steps/whole_reads.py:EXTRA_RECORDS": "records a whole read asks beyond those listed, for late writes",
     "workers/steps/freshness.py:_LISTINGS_SHOWN_COMPLETE": "a write during the first listing is found by the second",
     "orchestrator/planning/crossings.py:CROSSINGS_SHOWN": "crossings a plan's warnings name in full",
     "orchestrator/jobs/erasure_ledger.py:EVENT_IDS": "ids a write_held_back event names (its count is whole)",

@@ -46,7 +46,7 @@ def pinecone(tmp_path: Path, mode: str, *, records: bool = False) -> PineconeSto
 @pytest.mark.parametrize(
     ("mode", "records", "declared"),
     [
-        ("list", False, Capabilities(lists=None, enumeration="list", lists_by_prefix=True)),
+        ("list", False, Capabilities(lists=None, enumeration="list", lists_by_prefix=True, reads_by_query=True)),
         ("catalogue", False, Capabilities(lists=None, enumeration="catalogue")),
         ("sweep", False, Capabilities(lists=None, enumeration="sweep")),
         ("list", True, Capabilities(lists=None, enumeration="list", lists_by_prefix=True, text_search=True)),

@@ -35,7 +35,7 @@ from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.workers import tally
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
-from nsmigrate.workers.steps import copying
+from nsmigrate.workers.steps import copying, whole_reads
 from nsmigrate.workers.steps.chain_listing import chains_for, list_chains
 from nsmigrate.workers.steps.next_steps import advance, lister_wake_key, run_copied, run_settled
 from nsmigrate.workers.stores.guarded import GuardedStore
@@ -128,7 +128,9 @@ def read_ahead(ctx: WorkerContext, run_id: int, ahead: jobs_pages.Listing) -> Ea
     """List a small run's one page from where ``ahead`` (``jobs_pages.runs_to_list``) says, before the run is locked
     or started, and begin its fetch when its copy goes through this worker (``copying.fetches_through_worker``).
 
-    Reads change nothing, so they need no lock. The fetch takes its slot in the fetch budget now: due at once (a job's
+    Reads change nothing, so they need no lock. A namespace listed whole in that page is read by one query
+    (``whole_reads``: from the namespace's query budget, not the index's fetches) when the query finds every id.
+    Otherwise the fetch takes its slot in the fetch budget now: due at once (a job's
     first window), the records are fetched before the run is started, so the window fills without waiting for
     job-table statements; further off, the run is started ``START_BEFORE_SLOT_S`` before its slot while its records
     are fetched at the slot (``fetch_at_slot``, in another thread), so a job's last fetches are followed only by their
@@ -140,7 +142,11 @@ def read_ahead(ctx: WorkerContext, run_id: int, ahead: jobs_pages.Listing) -> Ea
     try:
         ids, token = _list_batch(source, ahead.source_namespace, ahead.list_token, spec)
         fetch = None
-        if ids and len(ids) <= FETCH_MAX_IDS and copying.fetches_through_worker(spec):
+        through_worker = copying.fetches_through_worker(spec)
+        if ahead.list_token is None and token is None and through_worker:  # the whole namespace in one page
+            records = whole_reads.read_by_query(source, ahead.source_namespace, ids)
+            fetch = None if records is None else copying.EarlyFetch(records=records)
+        if fetch is None and ids and len(ids) <= FETCH_MAX_IDS and through_worker:
             slot = source.reserve_read()
             if slot is None or slot.ahead_s() <= START_BEFORE_SLOT_S:
                 fetch = copying.EarlyFetch(records=source.fetch(ahead.source_namespace, ids, reserved=slot))

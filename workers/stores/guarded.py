@@ -326,6 +326,9 @@ class GuardedStore:
         """``(id, score)`` best first: the cross-twin search of ``orchestrator.tenancy.tenant_guard`` merges on them."""
         return self._query("query", namespace, self.inner.query_scored, namespace, vector, top_k)
 
+    def query_records(self, namespace: str, top_k: int) -> list[Record]:
+        return self._query("query", namespace, self.inner.query_records, namespace, top_k)
+
     def search_text(self, namespace: str, text: str, top_k: int) -> list[str]:
         """Ids an integrated index finds for ``text`` (it embeds the query itself), best first."""
         if not self.capabilities.text_search:

@@ -48,9 +48,12 @@ from nsmigrate.orchestrator.limits import (
     FETCH_MAX_IDS,
     LIST_MAX_PAGE_IDS,
     NAMESPACE_MAX_CHARS,
+    QUERY_MAX_RESULT_BYTES,
+    QUERY_MAX_TOP_K_WITH_DATA,
     RECORD_ID_MAX_CHARS,
     RECORD_METADATA_MAX_BYTES,
 )
+from nsmigrate.orchestrator.planning.costs import BYTES_PER_JSON_VALUE
 from nsmigrate.orchestrator.records.vectors import JsonValues
 from nsmigrate.orchestrator.spec.store_identity import pinecone_host_identity
 from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
@@ -67,6 +70,7 @@ from nsmigrate.workers.stores.pinecone.wire import (
     _LIST_REPLY,
     _NAMESPACE_REPLY,
     _QUERY_REPLY,
+    _RECORDS_REPLY,
     _SEARCH_REPLY,
     _STATS_REPLY,
     _UPSERT_REPLY,
@@ -74,6 +78,7 @@ from nsmigrate.workers.stores.pinecone.wire import (
     _NamespaceReply,
     _QueryReply,
     _read,
+    _RecordsReply,
     _SearchReply,
     _shown_id,
     _sparse,
@@ -146,6 +151,8 @@ class PineconeStore(StoreDefaults):
             text_search=spec.records is not None,
             deletes_counted_by_record=True,
             reads_lag=True,
+            # A listed vector index (not integrated: its records API reads text); a pod's queries are its sweeps'.
+            reads_by_query=spec.enumerate.mode == "list" and spec.records is None,
         )
         self._is_pod: bool | None = None  # known once an index name was resolved on the control plane
         self._written = WrittenLsns()  # what this process's writes were answered (``written_lsns``)
@@ -496,6 +503,34 @@ class PineconeStore(StoreDefaults):
         with self._errors("query", namespace):
             reply: _QueryReply = _read(_QUERY_REPLY, self._client().post("/query", body), "query")
         return [(match.id, float(match.score or 0.0)) for match in reply.matches]
+
+    def query_records(self, namespace: str, top_k: int) -> list[Record]:
+        """The ``top_k`` records nearest to the first axis, each with its values (as the JSON sent, like ``fetch``'s),
+        sparse values and metadata. Any vector would do: a caller asks for more than the namespace holds and keeps
+        the ids it listed (``workers.steps.whole_reads``).
+
+        Raises:
+            StoreError: the answer's values alone would take over half of Pinecone's 4 MB (the rest is left for ids
+                and metadata), or ``top_k`` is over 1,000: not sent, as Pinecone would refuse it.
+        """
+        dimension = self.dimension()  # read once, with the index's stats
+        if top_k > QUERY_MAX_TOP_K_WITH_DATA or top_k * dimension * BYTES_PER_JSON_VALUE > QUERY_MAX_RESULT_BYTES / 2:
+            raise StoreError(f"{top_k} records of {dimension} values are too many for one query's answer")
+        axis = [1.0] + [0.0] * (dimension - 1)
+        body: dict[str, Any] = {"vector": axis, "topK": top_k, "includeValues": True, "includeMetadata": True}
+        if namespace:
+            body["namespace"] = namespace
+        with self._errors("query", namespace):
+            reply: _RecordsReply = _read(_RECORDS_REPLY, self._client().post("/query", body), "query")
+        return [
+            Record(
+                id=match.id,
+                values=JsonValues(bytes(match.values)),
+                metadata=match.metadata or {},
+                sparse_values=_sparse(match.sparseValues),
+            )
+            for match in reply.matches
+        ]
 
     def query_filtered(
         self,

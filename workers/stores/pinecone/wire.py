@@ -18,6 +18,7 @@ from nsmigrate.orchestrator.limits import (
 )
 from nsmigrate.orchestrator.records.vectors import BinaryValues, JsonValues, SparseValues, pinecone_id_problem
 from nsmigrate.workers.stores.base import Record
+from nsmigrate.workers.stores.pinecone.fetch_body import RawSparse
 
 
 class _ListedId(msgspec.Struct):
@@ -81,6 +82,23 @@ class _QueryReply(msgspec.Struct):
 
 
 _QUERY_REPLY = msgspec.json.Decoder(_QueryReply)
+
+
+class _RecordMatch(msgspec.Struct):
+    """A match of a query that asked for values and metadata: a record as fetch gives it, its values left as the
+    JSON the server sent."""
+
+    id: str
+    values: msgspec.Raw = msgspec.Raw(b"[]")
+    sparseValues: RawSparse | None = None  # the wire's name
+    metadata: dict[str, Any] | None = None
+
+
+class _RecordsReply(msgspec.Struct):
+    matches: list[_RecordMatch] = []
+
+
+_RECORDS_REPLY = msgspec.json.Decoder(_RecordsReply)
 
 
 class _Hit(msgspec.Struct):
