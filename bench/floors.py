@@ -1,7 +1,9 @@
 """The floor a job's budgets set: the least time its requests and bytes can take under the per-second budgets.
 
 A copy of every vector of a source index must at least list every id (a page of ≤ 100 ids a request, per source
-index), fetch every id (≤ 1,000 ids a request, per source index) and upsert every vector's bytes (per target
+index), fetch every id (≤ 1,000 ids a request, per source index) — except a namespace listed whole in one page whose
+records one query returns (``workers.steps.whole_reads``: a query is the namespace's own budget, and a quarter of the
+index's 2,000 read units a second) — and upsert every vector's bytes (per target
 namespace, in requests of ≤ 2 MB); each kind of request is allowed so many a second (the job's ``rate.*``). The floor
 is the longest of: list pages ÷ ``list_rps``, fetches ÷ ``read_rps``, and, per target namespace, its upsert requests ÷
 ``write_rps`` and its bytes ÷ 50 MB/s (Pinecone's limit; the default byte budget is 0.8 of it). Round trips, start-up
@@ -16,10 +18,12 @@ from dataclasses import dataclass
 from nsmigrate.orchestrator.limits import (
     FETCH_MAX_IDS,
     LIST_MAX_PAGE_IDS,
+    QUERY_MAX_RESULT_BYTES,
     UPSERT_MAX_BYTES,
     WRITE_MAX_MB_PER_S_PER_NAMESPACE,
 )
 from nsmigrate.orchestrator.planning.costs import BYTES_PER_JSON_VALUE
+from nsmigrate.workers.steps.whole_reads import EXTRA_RECORDS
 from nsmigrate_sandbox.seed import SeedData
 
 #: About how many bytes a float32 value takes in an upsert's JSON (``-0.012345678,``): the plan's figure.
@@ -57,7 +61,12 @@ def floor_of(data: SeedData, read_rps: float, list_rps: float, write_rps: float)
     per_upsert = max(1, UPSERT_MAX_BYTES // record_bytes)
     sizes = [len(records) for records in data.namespaces.values()]
     lists = sum(max(1, math.ceil(n / LIST_MAX_PAGE_IDS)) for n in sizes)
-    fetches = sum(math.ceil(n / FETCH_MAX_IDS) for n in sizes)
+    # Read by a query: one list page, its values under half of a query's answer (``PineconeStore.query_records``).
+    queried = [
+        n <= LIST_MAX_PAGE_IDS and (n + EXTRA_RECORDS) * data.dimension * VALUE_BYTES <= QUERY_MAX_RESULT_BYTES / 2
+        for n in sizes
+    ]
+    fetches = sum(math.ceil(n / FETCH_MAX_IDS) for n, by_query in zip(sizes, queried, strict=True) if not by_query)
     largest = max(sizes)
     return Floor(
         list_s=lists / list_rps,

@@ -7,7 +7,10 @@ paced under nsmigrate's default budgets per second (``orchestrator.spec.rate_bud
 not throttle it either, and then takes a slot under one bound on requests in flight. A fetch's values are never parsed:
 msgspec reads each vector's ``values`` as ``msgspec.Raw`` (the bytes the server sent) and writes them into the upsert
 body as they are, each record encoded once, so an upsert is cut under Pinecone's 2 MB and 1,000-vector limits by its
-exact size. 429 and 5xx answers are retried after ``Retry-After`` or an exponential backoff.
+exact size. 429 and 5xx answers are retried after ``Retry-After`` or an exponential backoff. A namespace listed
+whole in one page is read by one query asking for more records than it holds, with values and metadata (Pinecone
+allows an index 100 fetches a second but 2,000 query read units, a quarter of one each), used when every listed id
+came back; else fetched (``--fetch-only``: always fetched).
 
 It keeps no state: no resume, no verification, no job table. It is measured, never used to migrate.
 
@@ -49,6 +52,13 @@ SPAN_S = 1.1
 LIST_PAGE_IDS = 100
 UPSERT_MAX_VECTORS = 1_000
 UPSERT_MAX_BYTES = 2_000_000
+#: A query's answer (Pinecone's "Query limits": 4 MB); a whole read asks for at most half of it in values, and ids
+#: beyond those listed, for writes since the listing.
+QUERY_MAX_RESULT_BYTES = 4_000_000
+QUERY_EXTRA_RECORDS = 8
+QUERY_MAX_TOP_K_WITH_DATA = 1_000
+#: About how many bytes a float32 value takes in JSON.
+JSON_VALUE_BYTES = 13
 API_VERSION = "2026-07"
 
 
@@ -140,11 +150,26 @@ class _Listed(msgspec.Struct):
 
 class _Stats(msgspec.Struct):
     namespaces: dict[str, Any] = {}
+    dimension: int = 0
+
+
+class _Match(msgspec.Struct):
+    """A query's match as it is upserted again: ``values`` kept as the JSON the server sent."""
+
+    id: str
+    values: msgspec.Raw = msgspec.Raw(b"[]")
+    metadata: dict[str, Any] | None = None
+    sparseValues: dict[str, Any] | None = None
+
+
+class _Queried(msgspec.Struct):
+    matches: list[_Match] = []
 
 
 _FETCHED = msgspec.json.Decoder(_Fetched)
 _LISTED = msgspec.json.Decoder(_Listed)
 _STATS = msgspec.json.Decoder(_Stats)
+_QUERIED = msgspec.json.Decoder(_Queried)
 _ENCODE = msgspec.json.Encoder().encode
 
 
@@ -198,8 +223,11 @@ class Index:
 class Peer:
     """Copies a source index's namespaces into a target index (same names), as fast as the budgets allow."""
 
-    def __init__(self, source: Index, target: Index, budgets: Budgets, in_flight: int, fetch_ids: int) -> None:
+    def __init__(
+        self, source: Index, target: Index, budgets: Budgets, in_flight: int, fetch_ids: int, query_reads: bool = True
+    ) -> None:
         self.source, self.target, self.budgets, self.fetch_ids = source, target, budgets, fetch_ids
+        self.query_reads, self.dimension = query_reads, 0
         self._slots = asyncio.Semaphore(in_flight)
         self._list, self._read = Window(budgets.list_rps), Window(budgets.read_rps)
         self._stats = Window(budgets.stats_rps)
@@ -211,6 +239,7 @@ class Peer:
     async def copy_all(self) -> PeerResult:
         started = time.monotonic()
         stats = _STATS.decode(await self._request(self._stats, self.source, "POST", "/describe_index_stats", b"{}"))
+        self.dimension = stats.dimension
         namespaces = ["" if ns == DEFAULT_NAMESPACE_LABEL else ns for ns in stats.namespaces]
         await asyncio.gather(*(self.copy_namespace(ns) for ns in namespaces))
         seconds = time.monotonic() - started
@@ -228,12 +257,40 @@ class Peer:
             page = _LISTED.decode(await self._request(self._list, self.source, "GET", "/vectors/list", params=params))
             listed += [item.id for item in page.vectors if item.id]
             token = page.pagination.next if page.pagination is not None else None
+            if not token and not copies and listed and await self.copy_whole(namespace, listed):
+                return
             while len(listed) >= self.fetch_ids or (listed and not token):
                 ids, listed = listed[: self.fetch_ids], listed[self.fetch_ids :]
                 copies.append(asyncio.create_task(self.copy_ids(namespace, ids)))
             if not token:
                 break
         await asyncio.gather(*copies)
+
+    async def copy_whole(self, namespace: str, ids: list[str]) -> bool:
+        """Copy a namespace listed whole (``ids``) read by one query; False when it must be fetched: too large an
+        answer, or a listed id the query did not return."""
+        top_k = len(ids) + QUERY_EXTRA_RECORDS
+        too_large = top_k * self.dimension * JSON_VALUE_BYTES > QUERY_MAX_RESULT_BYTES / 2
+        if not self.query_reads or not self.dimension or too_large or top_k > QUERY_MAX_TOP_K_WITH_DATA:
+            return False
+        axis = [1.0] + [0.0] * (self.dimension - 1)
+        body = {"vector": axis, "topK": top_k, "includeValues": True, "includeMetadata": True, "namespace": namespace}
+        # A query is the namespace's own (100 a second each), and a small one a quarter of the index's 2,000 read units
+        # a second: the listing, at 150 a second, keeps them far below both.
+        async with self._slots:
+            self.requests += 1
+            try:
+                answer = await self.source.send("POST", "/query", None, _ENCODE(body))
+            except (Refused, TimeoutError, aiohttp.ClientConnectionError):
+                return False
+        wanted = set(ids)
+        found = {m.id: m for m in _QUERIED.decode(answer).matches if m.id in wanted}
+        if len(found) < len(wanted):
+            return False
+        records = [_ENCODE(_Vector(m.id, m.values, m.metadata, m.sparseValues)) for m in found.values()]
+        await asyncio.gather(*(self.upsert(namespace, body) for body in upsert_bodies(records, namespace)))
+        self.vectors += len(records)
+        return True
 
     async def copy_ids(self, namespace: str, ids: list[str]) -> None:
         params = [*(("ids", i) for i in ids), ("namespace", namespace)]
@@ -303,6 +360,7 @@ async def copy_indexes(
     budgets: Budgets,
     in_flight: int = DEFAULT_IN_FLIGHT,
     fetch_ids: int = DEFAULT_FETCH_IDS,
+    query_reads: bool = True,
 ) -> PeerResult:
     """Copy every namespace of each source index into its target index, given as (source host, target host) pairs,
     all at once: each pair with its own budgets (they are per index and per target namespace) and bound on requests
@@ -313,7 +371,7 @@ async def copy_indexes(
             source, target = Index(source_host, api_key, in_flight), Index(target_host, api_key, in_flight)
             stack.push_async_callback(source.close)
             stack.push_async_callback(target.close)
-            peers.append(Peer(source, target, budgets, in_flight, fetch_ids))
+            peers.append(Peer(source, target, budgets, in_flight, fetch_ids, query_reads))
         started = time.monotonic()
         results = await asyncio.gather(*(peer.copy_all() for peer in peers))
         return PeerResult(
@@ -345,6 +403,11 @@ def main(argv: list[str] | None = None) -> int:
         "--fetch-ids", type=int, default=DEFAULT_FETCH_IDS, help=f"ids a fetch asks for ({DEFAULT_FETCH_IDS})"
     )
     parser.add_argument(
+        "--fetch-only",
+        action="store_true",
+        help="fetch every namespace's records, never read a small one by a query (to compare with whole reads)",
+    )
+    parser.add_argument(
         "--budgets",
         metavar="JSON",
         help="per-second budgets as a JSON object with read_rps, list_rps, stats_rps, write_rps, write_mb_per_s "
@@ -366,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     pairs = list(zip(args.source, args.target, strict=True))
     key = os.environ["PINECONE_API_KEY"]
-    result = asyncio.run(copy_indexes(pairs, key, budgets, args.in_flight, args.fetch_ids))
+    result = asyncio.run(copy_indexes(pairs, key, budgets, args.in_flight, args.fetch_ids, not args.fetch_only))
     print(json.dumps(result.__dict__))
     return 0
 

@@ -59,6 +59,25 @@ def test_peer_copies_every_namespace_equal(sandbox: PineconeSandbox, pinecone_ap
     assert_copied_equal(sandbox, pinecone_api_key, data)
 
 
+def test_peer_reads_small_namespaces_by_query_and_fetches_what_a_query_missed(
+    sandbox: PineconeSandbox, pinecone_api_key: str, data: SeedData
+) -> None:
+    """Each small twin namespace is read by one query (no fetch); with queries that miss records, each is fetched."""
+    run_peer(sandbox, pinecone_api_key, Budgets.nsmigrate_defaults())
+    requests = sandbox.stats("src")["requests"]
+    assert requests["query"] == len(data.namespaces) - 1  # all but the default namespace, of several pages
+    assert_copied_equal(sandbox, pinecone_api_key, data)
+
+    sandbox.reset("dst")
+    sandbox.set_faults("src", Faults(query_miss_fraction=0.5, seed=3))
+    fetches = sandbox.stats("src")["requests"]["fetch"]
+    result = run_peer(sandbox, pinecone_api_key, Budgets.nsmigrate_defaults())
+
+    assert result.vectors == data.total
+    assert sandbox.stats("src")["requests"]["fetch"] - fetches > len(data.namespaces)  # every small one too
+    assert_copied_equal(sandbox, pinecone_api_key, data)
+
+
 def test_peer_copies_several_indexes_at_once(sandbox: PineconeSandbox, pinecone_api_key: str, data: SeedData) -> None:
     other = seed_dataset(seed=1, dimension=8, n_vectors=90, n_twin_namespaces=5, default_count=20)
     other.load_into(sandbox, "src2")
