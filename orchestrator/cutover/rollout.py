@@ -91,6 +91,12 @@ def _refusal(s: Any, job_id: int, percent: int, rails: Cutover | None, forced: b
     return f"{problem}; nothing was changed" if problem is not None else None
 
 
+def restored_sources(db: Database, job_id: int) -> set[str]:
+    """``restored_by_rollback`` in a transaction of its own."""
+    with db.transaction() as s:
+        return restored_by_rollback(s, job_id)
+
+
 def restored_by_rollback(s: Any, job_id: int) -> set[str]:
     """The source namespaces of ``job_id`` that its newest rollback wrote back and verified equal to their copies
     (``workers.steps.rollback``): reads may go back to them, as the rollback asks before it removes the copies."""

@@ -184,6 +184,19 @@ def test_cleanup_and_rollback_keep_what_the_job_aliases_serve_until_a_step_repoi
     assert sorted(stack.pinecone.snapshot("one")) == [f"v2-{ns}" for ns in NAMESPACES]  # the sources went
     assert set(served(stack).values()) == {f"v2-{ns}" for ns in NAMESPACES}  # the aliases still serve the copies
 
+    # Rolled back after the cleanup: the originals are written back and verified first, then the rollback stops for
+    # the aliases, which `cutover set --reads old` may now point at them; then the copies go.
+    stopped = cli(stack, "rollback", job, "--yes")
+    assert stopped.exit_code == 1, stopped.output
+    assert f"`nsmigrate cutover set {job_id} --reads old` points" in stopped.output, stopped.output
+    back = set_reads(stack, job_id, "old")
+    assert back.exit_code == 0, back.output
+    stack.pinecone.settle("one")  # the application wrote nothing since: its reads show the rewritten originals
+    assert set(served(stack).values()) == set(NAMESPACES)
+    rolled = cli(stack, "rollback", job, "--yes")
+    assert rolled.exit_code == 0, rolled.output
+    assert sorted(stack.pinecone.snapshot("one")) == sorted(NAMESPACES)
+
 
 class AliasReader:
     """The application: a thread reading every alias with the SDK until stopped, keeping (began, alias, the namespace

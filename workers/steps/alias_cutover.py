@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from nsmigrate.orchestrator.cutover import rollout as rollout_rows
 from nsmigrate.orchestrator.cutover.aliases import AliasRoute, alias_routes, stray_aliases, targets_at
 from nsmigrate.orchestrator.cutover.published import readable
 from nsmigrate.orchestrator.errors import StateError
@@ -89,7 +90,10 @@ def point_aliases(ctx: WorkerContext, job_id: int, percent: int) -> AliasOutcome
     # A source a cleanup deleted from (or is deleting) is never read again: its alias serves the copy, whatever the
     # step and the copy's verdict (ids written during the cleanup may have failed it; they are in the copy too, or
     # kept in the source for `sync`).
-    emptied = {r.source_namespace for r in runs if r.source_may_be_deleted}
+    # Once a rollback wrote the originals back and verified them, they may serve again (`cutover set --reads old`).
+    emptied = {r.source_namespace for r in runs if r.source_may_be_deleted} - rollout_rows.restored_sources(
+        ctx.db, job_id
+    )
     targets |= {r.name: r.new for r in routes if r.old in emptied}
     outcome = AliasOutcome(targets=targets, unaliased=unaliased, routes=routes)
     for name, namespace in outcome.targets.items():

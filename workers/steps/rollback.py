@@ -384,7 +384,9 @@ def rollback_job(
             hint="roll this job back by hand",
             job_id=forward_job_id,
         )
-    served = _alias_problem(rb, forward_runs)
+    # The job's own aliases are asked once the originals are back (step 4): only then can `cutover set --reads old`
+    # point them there, even after a cleanup.
+    served = None if spec.cutover.aliases is not None else _alias_problem(rb, forward_runs)
     if served is not None:
         raise StateError(served, hint="repoint or delete those aliases first", job_id=forward_job_id)
     out: dict[str, Any] = {"forward_job_id": forward_job_id, "rollback_job_id": None, "runs": [], "namespaces": {}}
@@ -396,7 +398,7 @@ def rollback_job(
         if blocking:
             out["reason"] = "; ".join(blocking[0].reasons())
         else:  # where the real one would stop: restored and verified, nothing removed
-            out["stops_before_delete"] = _rollout_problem(ctx, forward_job_id)
+            out["stops_before_delete"] = _alias_problem(rb, forward_runs) or _rollout_problem(ctx, forward_job_id)
         return out
 
     rollback_id, done = jobs_sync_rollback.open_rollback(ctx.db, forward_job_id, actor)
