@@ -168,6 +168,7 @@ def export_cmd(
     if spec is None or twin is not None or skip_store:
         raise fail("give the spec to export from (`nsmigrate export SPEC`), or a creator (`export --creator ID`)")
     job_spec = load_spec(spec)
+    directory = out if out is not None else backup_directory(job_spec.backup.directory, job_spec.name)
     store = backup_store(job_spec.target if from_target else job_spec.source)
     try:
         available: dict[str, int] = store.namespaces()
@@ -185,7 +186,6 @@ def export_cmd(
                 raise fail(f"{store.name} holds no namespace to export")
         else:
             wanted = select_namespaces(job_spec, Inventory(label=store.name, dimension=0, namespaces=available))
-        directory = out if out is not None else backup_directory(job_spec.backup.directory, job_spec.name)
         results = export_with_progress(
             store,
             {ns: available.get(ns, 0) for ns in wanted},
@@ -195,6 +195,12 @@ def export_cmd(
         )
     except NsmigrateError as e:
         raise fail(str(e)) from e
+    except OSError as e:  # an --out that cannot be written, a full disk: the files written so far were removed
+        raise fail(
+            f"cannot write the export to {directory}: {e.strerror or e}"
+            + (f" ({e.filename})" if e.filename else "")
+            + "; nothing was exported — give --out a directory that can be written, with room for the files"
+        ) from e
     finally:
         close_store(store)
     console.print(
@@ -340,6 +346,8 @@ def import_cmd(
             )
         except NsmigrateError as e:
             raise fail(str(e)) from e
+        except OSError as e:  # a file that cannot be read here: refused before anything is written
+            raise fail(f"cannot read {e.filename or path}: {e.strerror or e}; nothing was written") from e
         confirm_overwrite(store.name, targets, yes)
         database = db(settings(database_url, None))  # the erasure ledger answers before anything is written
         held = jobs_erasure_ledger.HeldBack(database)

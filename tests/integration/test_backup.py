@@ -1,7 +1,8 @@
 """Export to Parquet and import back, on real stores: the Pinecone SDK against the local data plane and pgvector on
 real Postgres. A round trip must be exact (ids, float32 values bit for bit, metadata with its types); an import that
-would mix data up must be refused before it writes anything; and `nsmigrate run` with `backup.enabled` must have the
-backup on disk before it enqueues any work."""
+would mix data up must be refused before it writes anything; `nsmigrate run` with `backup.enabled` must have the
+backup on disk before it enqueues any work; and the export of a pod, whose ids a sweep or a catalogue finds, must hold
+every record the namespace counts, or fail and keep nothing."""
 
 from __future__ import annotations
 
@@ -142,7 +143,7 @@ def read_file_records(path: Path) -> list[Record]:
 
 @pytest.fixture(scope="module")
 def sandbox_indexes() -> list[IndexSpec]:
-    return [IndexSpec("src", DIM), IndexSpec("dst", DIM), IndexSpec("wide", DIM * 2)]
+    return [IndexSpec("src", DIM), IndexSpec("dst", DIM), IndexSpec("wide", DIM * 2), IndexSpec("pod", DIM, kind="pod")]
 
 
 @pytest.fixture
@@ -600,3 +601,188 @@ def test_import_refuses_ids_written_just_before_that_a_lagging_count_does_not_sh
 
     [stored] = dst.fetch("a", [newer.id])
     assert stored.metadata == {"newer": True}  # not replaced
+
+
+# --- a pod source: its ids found by a sweep or a catalogue, its export held against its count ------------------------
+
+POD_SIZES = {"few": 7, "many": 120}
+#: Two queries of 50 ids can never find the 120 of `many`; one finds the 7 of `few`.
+SHORT_SWEEP = {"mode": "sweep", "top_k": 50, "max_queries": 2}
+FULL_SWEEP = {"mode": "sweep", "top_k": 50, "max_queries": 40}
+
+
+def load_pod(sandbox: PineconeSandbox, sizes: dict[str, int] = POD_SIZES) -> dict[str, list[str]]:
+    """The pod index seeded directly (written long before the export: its reads and counts show it)."""
+    rng = np.random.default_rng(7)
+    loaded = {}
+    for ns, n in sizes.items():
+        ids = [f"{ns}#{i:03d}" for i in range(n)]
+        sandbox.load("pod", ns, [(i, rng.normal(size=DIM).tolist(), {"i": k}) for k, i in enumerate(ids)])
+        loaded[ns] = ids
+    return loaded
+
+
+def pod_source(sandbox: PineconeSandbox, enumerate_: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": "pinecone", "index": "pod", "control_host": sandbox.control_host, "enumerate": enumerate_}
+
+
+def write_catalogue(path: Path, ids: dict[str, list[str]]) -> Path:
+    path.write_text("namespace,id\n" + "".join(f"{ns},{i}\n" for ns, values in ids.items() for i in values))
+    return path
+
+
+def write_pod_spec(tmp_path: Path, sandbox: PineconeSandbox, enumerate_: dict[str, Any], **extra: Any) -> Path:
+    spec = {
+        "name": "backup-job",
+        "source": pod_source(sandbox, enumerate_),
+        "target": {"kind": "pinecone", "host": sandbox.host("dst")},
+        **extra,
+    }
+    path = tmp_path / "spec-pod.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.fixture
+def pod_store(sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Opens the pod index as a source whose ids ``enumerate`` finds (``pod_source``); closed after the test."""
+    monkeypatch.setenv("PINECONE_API_KEY", API_KEY)
+    opened: list[GuardedStore] = []
+
+    def open_pod(enumerate_: dict[str, Any]) -> GuardedStore:
+        opened.append(quick(PineconeStore(PineconeStoreSpec.model_validate(pod_source(sandbox, enumerate_)))))
+        return opened[-1]
+
+    yield open_pod
+    for store in opened:
+        store.close()
+
+
+def file_ids(path: Path) -> list[str]:
+    return sorted(pq.read_table(path).column("id").to_pylist())
+
+
+def test_an_export_of_a_pod_namespace_a_sweep_cannot_cover_fails_and_keeps_nothing(
+    pod_store: Any, sandbox: PineconeSandbox, tmp_path: Path
+) -> None:
+    """A sweep that could not reach a namespace's count hands out what it found: the export holds that against the
+    count and fails, naming the namespace, both numbers and what to change; the file of the namespace exported
+    before it goes too, and no manifest says the backup is complete. A sweep that covers it exports every record."""
+    loaded = load_pod(sandbox)
+
+    with pytest.raises(BackupError) as info:
+        export_namespaces(pod_store(SHORT_SWEEP), ["few", "many"], tmp_path / "exp")
+
+    message = str(info.value)
+    found = re.search(
+        r"namespace 'many' of .*: the sweep found (\d+) records, but the namespace's count, read after "
+        r"the export, is 120;",
+        message,
+    )
+    assert found is not None, message
+    assert int(found.group(1)) <= 100  # 2 queries of 50
+    assert f"the other {120 - int(found.group(1))} would not be complete" in message
+    assert "enumerate.max_queries" in message and "catalogue" in message  # what to do
+    assert not (tmp_path / "exp").exists()  # `few`'s file removed, and the directory the export made
+
+    results = export_namespaces(pod_store(FULL_SWEEP), ["few", "many"], tmp_path / "exp")
+
+    assert [(r.namespace, r.count) for r in results] == [("few", 7), ("many", 120)]
+    manifest = json.loads((tmp_path / "exp" / MANIFEST_NAME).read_text())
+    assert [(e["namespace"], e["count"]) for e in manifest["namespaces"]] == [("few", 7), ("many", 120)]
+    for r in results:
+        assert file_ids(r.path) == sorted(loaded[r.namespace])
+
+
+def test_an_export_by_a_catalogue_that_misses_ids_fails_and_leaves_no_file(
+    pod_store: Any, sandbox: PineconeSandbox, tmp_path: Path
+) -> None:
+    """A stale catalogue (the 5 ids last written to the namespace missing) fails the export of that namespace: its
+    count says more; not even the partial file stays. The catalogue brought up to date exports it whole."""
+    loaded = load_pod(sandbox)
+    stale = write_catalogue(tmp_path / "stale.csv", {"many": loaded["many"][:-5]})
+
+    with pytest.raises(BackupError) as info:
+        export_namespace(
+            pod_store({"mode": "catalogue", "catalogue": {"source": "file", "path": str(stale)}}),
+            "many",
+            tmp_path / "many.parquet",
+        )
+
+    message = str(info.value)
+    assert "namespace 'many' of " in message and "the catalogue found 115 records" in message, message
+    assert "count, read after the export, is 120;" in message
+    assert "the other 5 would not be complete" in message and "up to date" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stale.csv"]
+
+    full = write_catalogue(tmp_path / "full.csv", loaded)
+    result = export_namespace(
+        pod_store({"mode": "catalogue", "catalogue": {"source": "file", "path": str(full)}}),
+        "many",
+        tmp_path / "many.parquet",
+    )
+
+    assert result.count == 120 and file_ids(result.path) == sorted(loaded["many"])
+
+
+def test_a_count_that_lags_deletes_is_awaited_and_only_a_namespace_the_sweep_missed_fails(
+    pod_store: Any, sandbox: PineconeSandbox, tmp_path: Path
+) -> None:
+    """Pinecone's counts and queries lag its writes: records deleted a moment before the export are still counted
+    and still found by the sweep, but not fetched. That namespace's count is polled until it shows them gone, so its
+    export stands; the namespace after it, which the sweep could not cover, is the one that fails the export."""
+    load_pod(sandbox, {"recent": 30, "many": 120})
+    sandbox.set_faults("pod", Faults(freshness_lag_s=2.0))
+    store = pod_store(SHORT_SWEEP)
+    store.delete("recent", ["recent#000", "recent#001", "recent#002"])
+    assert store.count("recent") == 30  # the count does not show the delete yet
+
+    with pytest.raises(BackupError) as info:
+        export_namespaces(store, ["recent", "many"], tmp_path / "exp")
+
+    assert "namespace 'many' of " in str(info.value) and "is 120" in str(info.value), str(info.value)
+    assert store.count("recent") == 27
+    assert not (tmp_path / "exp").exists()
+
+
+def test_cli_export_of_a_pod_a_sweep_cannot_cover_fails_and_writes_nothing(
+    sandbox: PineconeSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PINECONE_API_KEY", API_KEY)
+    load_pod(sandbox)
+    spec = write_pod_spec(tmp_path, sandbox, SHORT_SWEEP)
+
+    result = CliRunner().invoke(app, ["export", str(spec), "--out", str(tmp_path / "exp")])
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: namespace 'many' of "), result.stderr
+    assert "count, read after the export, is 120" in result.stderr and "max_queries" in result.stderr
+    assert "Traceback" not in result.output and MANIFEST_NAME not in result.stdout
+    assert not (tmp_path / "exp").exists()
+
+
+def test_run_with_a_backup_of_a_pod_a_sweep_cannot_cover_starts_nothing(
+    sandbox: PineconeSandbox,
+    tmp_path: Path,
+    database_url: str,
+    redis_url: str,
+    sent: list[tuple[str, list[Path]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`run` starts a job only on a complete backup: a pod namespace its sweep cannot cover fails the backup, so
+    no job is written and nothing is enqueued."""
+    monkeypatch.setenv("PINECONE_API_KEY", API_KEY)
+    load_pod(sandbox)
+    backups = tmp_path / "backups"
+    spec = write_pod_spec(tmp_path, sandbox, SHORT_SWEEP, backup={"enabled": True, "directory": str(backups)})
+
+    result = CliRunner().invoke(app, ["run", str(spec), "--database-url", database_url, "--redis-url", redis_url])
+
+    assert result.exit_code == 1, result.output
+    assert "the pre-migration backup failed, so the job was not started (nothing was enqueued)" in result.stderr
+    assert "namespace 'many' of " in result.stderr and "is 120" in result.stderr, result.stderr
+    assert sent == []
+    assert not any(backups.rglob("*"))  # no file, no manifest, no backup directory
+    db = jobs_database.Database(database_url)
+    assert jobs_status.list_jobs(db) == []
+    db.dispose()

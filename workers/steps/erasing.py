@@ -14,7 +14,7 @@ fetch of the deleted ids (stores are eventually consistent; on Pinecone the list
 reflect the deletes and a point after them, ``freshness.complete_listing``, when the index tells its reads' LSN;
 else polled), or for a backup the files read again.
 The last place to finish writes the receipt. A backup place is erased by `nsmigrate erase` itself (``cli.erasure``),
-on the host where the plan found the directory: a worker that cannot see it would find it gone and check it erased.
+on the host where the plan found the directory: a worker that cannot see it would fail it (never check it erased).
 
 A place is re-run safely: a whole namespace is deleted again, a shared namespace is searched again, a backup is
 rewritten from what is left; so a worker killed mid-erasure loses nothing (its task is redelivered) and
@@ -23,7 +23,6 @@ rewritten from what is left; so a worker killed mid-erasure loses nothing (its t
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -162,9 +161,12 @@ def plan_erasure(
             _plan_store(plan, store, spec, keys, shown[identity], registry, runs, settle_timeout_s)
         except NsmigrateError as e:
             plan.unreadable.append(f"{shown[identity]}: {e.message}")
-    directories = {Path(m).parent for m in manifests} | set(backup_dirs or [])
-    for directory in sorted(directories):
-        _plan_backup(plan, directory, registry, runs)
+    # Resolved: one backup named two ways (recorded, and --backup-dir relative to here) is one place.
+    directories = {Path(m).parent.resolve() for m in manifests} | {Path(d).resolve() for d in backup_dirs or []}
+    if directories:
+        emptied = _Emptied(db)
+        for directory in sorted(directories):
+            _plan_backup(plan, directory, registry, runs, emptied)
     namespaces = {p["namespace"] for p in plan.places if p["namespace"] is not None}
     plan.writing = still_writing(runs, plan.subject, namespaces)
     plan.seen = copies_seen(runs, plan.subject, namespaces)
@@ -266,22 +268,72 @@ def _place(kind: PlaceKind, store: str, spec: dict[str, Any] | None, ns: str | N
     return {"kind": kind.value, "store": store, "store_spec": spec, "namespace": ns, "planned": planned}
 
 
-def _plan_backup(plan: ErasurePlan, directory: Path, registry: Registry, runs: list[KnownRun]) -> None:
-    from nsmigrate.workers.stores.backup.erasure import rows_of
-    from nsmigrate.workers.stores.backup.parquet import (
-        MANIFEST_NAME,  # pyarrow: only an erasure that reaches a backup loads it
+def _plan_backup(
+    plan: ErasurePlan, directory: Path, registry: Registry, runs: list[KnownRun], emptied: _Emptied
+) -> None:
+    """The backup in ``directory`` as a place when it holds rows of the subject. One whose directory or manifest
+    cannot be read here is named as not searched, unless an erasure removed it; a damaged manifest stops the plan
+    (BackupError: the erasure would not know what the backup holds)."""
+    from nsmigrate.workers.stores.backup.erasure import (  # pyarrow: only an erasure that reaches a backup loads it
+        BackupUnreadable,
+        read_manifest,
+        rows_of,
     )
 
-    manifest = directory / MANIFEST_NAME
-    if not manifest.is_file():
+    try:
+        data = read_manifest(directory)
+    except BackupUnreadable as e:
+        if not emptied.removed(directory):
+            plan.skipped.append(f"backup {directory}: {e.message}")
         return
-    data = json.loads(manifest.read_text())
-    namespaces = [str(e.get("namespace", "")) for e in data.get("namespaces") or []]
+    namespaces = [str(e.get("namespace", "")) for e in data["namespaces"]]
     whole = places_in_store(str(data.get("source", "")), namespaces, plan.subject, registry, runs).whole
     rows = rows_of(directory, plan.subject, set(whole).__contains__)
     if rows:
         place = _place(PlaceKind.BACKUP, "backup", {"whole": whole}, None, rows)
-        plan.places.append({**place, "path": str(directory.resolve())})
+        plan.places.append({**place, "path": str(directory)})
+
+
+#: Recorded by a backup place right before it removes the backup's manifest (every file of it erased): from then on
+#: the backup is gone by an erasure's hand, which nothing on disk can tell from a backup this host cannot see.
+BACKUP_EMPTIED = "backup_emptied"
+
+
+class _Emptied:
+    """Whether an erasure removed a backup directory since it was last written (its newest ``backup_written``) and
+    since ``since_job``'s plan read it: a ``BACKUP_EMPTIED`` event, or, from erasures older than that event, a place
+    that erased rows and found its directory removed. The audit log is read once, when first asked."""
+
+    def __init__(self, db: jobs_database.Database) -> None:
+        self._db = db
+        self._events: list[tuple[int, str, int | None, dict[str, Any]]] | None = None
+
+    def removed(self, directory: Path, since_job: int | None = None) -> bool:
+        if self._events is None:
+            import sqlalchemy as sa
+
+            from nsmigrate.orchestrator.models import Event
+
+            actions = (BACKUP_EMPTIED, "place_erased", "backup_written", "erase_started")
+            query = sa.select(Event.id, Event.action, Event.job_id, Event.detail).where(Event.action.in_(actions))
+            with self._db.transaction() as s:
+                self._events = [(i, a, j, d or {}) for i, a, j, d in s.execute(query.order_by(Event.id))]
+        path, since, emptied = str(directory), 0, 0
+        for event_id, action, job_id, detail in self._events:
+            if action == "backup_written" and str(Path(str(detail.get("manifest"))).parent) == path:
+                since = event_id  # written again since: what an erasure removed before is not this backup
+            elif action == "erase_started" and job_id == since_job:
+                since = max(since, event_id)
+            elif detail.get("path") == path and (action == BACKUP_EMPTIED or _removed_before_the_mark(action, detail)):
+                emptied = event_id
+        return emptied > since
+
+
+def _removed_before_the_mark(action: str, detail: dict[str, Any]) -> bool:
+    """A place of an erasure older than ``BACKUP_EMPTIED`` that erased rows and found its directory removed (not one
+    that erased nothing: that one found the directory missing, unseen)."""
+    check = detail.get("verification") or {}
+    return action == "place_erased" and bool(detail.get("erased")) and bool(check.get("directory_removed"))
 
 
 # --------------------------------------------------------------------------------------------------------- the task
@@ -343,7 +395,7 @@ def _erase(ctx: WorkerContext, place: Any, subject: Subject) -> tuple[int, dict[
     """Delete the place (a whole namespace, the subject's records of one, their rows of a backup or a retired table,
     an import job's files) and check it."""
     if place.kind == PlaceKind.BACKUP:
-        return _erase_backup(place, subject)
+        return _erase_backup(ctx, place, subject)
     if place.kind == PlaceKind.TABLE:
         return erase_retired_table(place, subject, ctx.store)
     if place.kind == PlaceKind.IMPORT_FILES:
@@ -400,17 +452,33 @@ def _named(jobs_namespaces: dict[int, list[str]]) -> str:
     )
 
 
-def _erase_backup(place: Any, subject: Subject) -> tuple[int, dict[str, Any]]:
-    from nsmigrate.workers.stores.backup.erasure import erase_rows, rows_of  # pyarrow, as in _plan_backup
+def _erase_backup(ctx: WorkerContext, place: Any, subject: Subject) -> tuple[int, dict[str, Any]]:
+    from nsmigrate.workers.stores.backup.erasure import BackupUnreadable, erase_backup, rows_of  # pyarrow
 
     directory = Path(place.path or "")
     is_whole = set((place.store_spec or {}).get("whole") or []).__contains__
-    erased = erase_rows(directory, subject, is_whole)
-    left = rows_of(directory, subject, is_whole)
+
+    def emptying() -> None:
+        jobs_and_runs.record_event(
+            ctx.db, BACKUP_EMPTIED, ctx.worker_name, place.job_id, place_id=place.id, path=str(directory)
+        )
+
+    try:
+        done = erase_backup(directory, subject, is_whole, before_emptying=emptying)
+    except BackupUnreadable as e:
+        if _Emptied(ctx.db).removed(directory, place.job_id):  # an erasure removed it since the plan: passes again
+            return 0, {"passed": True, "rows_left": 0, "directory_removed": not directory.exists()}
+        reason = f"{e.message}; not erased, not checked — run `nsmigrate erase --resume {place.job_id}` where it is"
+        return 0, {"passed": False, "unreadable": True, "reason": reason}
+    left = 0 if done.emptied else rows_of(directory, subject, is_whole)
     check: dict[str, Any] = {"passed": left == 0, "rows_left": left, "directory_removed": not directory.exists()}
+    if done.missing:
+        # Kept listed (import still refuses the backup): the erasure read every file that is there.
+        check["files_missing"] = done.missing
+        check["note"] = f"listed in {directory / 'manifest.json'} but missing, kept listed: {', '.join(done.missing)}"
     if left:
         check["reason"] = f"{left} of their rows still in {directory}"
-    return erased, check
+    return done.rows, check
 
 
 def _erase_namespace(ctx: WorkerContext, place_id: int, store: Store, namespace: str) -> tuple[int, dict[str, Any]]:

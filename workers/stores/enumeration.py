@@ -6,8 +6,9 @@ listing runs a sweep of the namespace (queries with seeded random vectors, ``top
 metadata, until the ids seen reach the namespace's count in describe_index_stats or ``max_queries`` were made) and
 keeps the result in this process; the pages after it are cut from it. A page token names the sweep's seed, so
 another process (a lister redelivered elsewhere) sweeps again with the same vectors and goes on after the last id.
-A sweep that could not reach the count hands out what it found and says so in ``last_sweep``; verification compares
-every enumerated namespace with its count and fails it (``workers.steps.verifying``), never silently short.
+A sweep that could not reach the count hands out what it found and says so in ``last_sweep``; what must hold every
+record compares an enumerated namespace with its count and fails it, never silently short: verification
+(``workers.steps.verifying``) and an export, e.g. a backup (``workers.stores.backup.exporting.enumerated_in_full``).
 
 The pure parts (tokens, the CSV format, the query vectors, costs) are in ``orchestrator.listing.pod_enumeration``.
 """
@@ -266,7 +267,7 @@ class SweepIds:
         if not result.covered:
             log.warning(
                 "sweep of %s namespace %s found %d of %d ids in %d queries (top_k %d): it cannot cover the "
-                "namespace; its verification will fail",
+                "namespace; an export (a backup) of it fails, and so does its verification",
                 self.label,
                 display_namespace(namespace),
                 len(result.ids),

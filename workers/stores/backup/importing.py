@@ -239,13 +239,28 @@ def read_manifest(directory: Path) -> list[ExportHeader]:
             f"{directory} is not an nsmigrate export directory: it has no {MANIFEST_NAME}",
             hint="give a directory written by `nsmigrate export`, or one .parquet file of it",
         )
+    again = "restore the manifest.json nsmigrate wrote, or export again"
     try:
         manifest = json.loads(manifest_path.read_text())
         entries = manifest["namespaces"] if manifest.get("format") == FORMAT else None
+    except OSError as e:
+        raise BackupError(
+            f"cannot read {manifest_path}: {e.strerror or e}; nothing was written",
+            hint="check that it can be read here (its permissions, the disk), then run the import again",
+        ) from e
     except (json.JSONDecodeError, AttributeError, KeyError, UnicodeDecodeError) as e:
-        raise BackupError(f"{manifest_path} is not an nsmigrate manifest ({e})") from e
+        raise BackupError(f"{manifest_path} is not an nsmigrate manifest ({e})", hint=again) from e
     if not isinstance(entries, list):
-        raise BackupError(f"{manifest_path} is not an nsmigrate manifest (no format={FORMAT!r} and namespaces list)")
+        raise BackupError(
+            f"{manifest_path} is not an nsmigrate manifest (no format={FORMAT!r} and namespaces list)", hint=again
+        )
+    bad = [i for i, entry in enumerate(entries) if not isinstance(entry, dict)]
+    if bad:
+        raise BackupError(
+            f"{manifest_path} is not an nsmigrate manifest (namespaces entry {bad[0]} is not an object: "
+            f"{repr(entries[bad[0]])[:80]}); nothing was written",
+            hint=again,
+        )
     files = [listed_file(directory, entry, manifest_path) for entry in entries]  # all inside before any is read
     headers = []
     for entry, file in zip(entries, files, strict=True):
