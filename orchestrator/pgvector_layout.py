@@ -9,6 +9,9 @@ tables as seed 004 documents them", a heading there) describes it for users.
   until ``nsmigrate pgvector legacy`` moved it there.
 - Namespace names: lowercase letters, digits and ``_``, at most 50 characters, none of ``backup``, ``temp``,
   ``tmp``, ``system``, ``admin`` (nor starting with ``backup_``: backups are ``{prefix}_backup_…`` tables).
+- A backup is ``{prefix}_backup_{stamp}_{namespace}``, its name cut to Postgres's 63 bytes (the namespace's start and a
+  hash, ``backup_table``) when longer: the namespace a cut name held is known only from a COMMENT recording it
+  (``backup_comment_sql``), never read from the name (``backup_namespace``).
 - A record maps to a row of the table's **own columns, as Postgres describes them** (``pgvector_rows``, reflected by
   ``workers.stores.pgvector.namespaces.table_columns``; no column list is assumed): id ↔ ``chunk_id``, values ↔
   ``embedding``, a metadata key named like a column ↔ that column (typed as the column is), every other key ↔ the
@@ -39,6 +42,9 @@ DEFAULT_NAME = "default"  # the default namespace "" lives in {prefix}_default
 NAME_MAX = 50
 RESERVED = ("backup", "temp", "tmp", "system", "admin")
 BACKUP_WORD = "backup"
+#: A backup table's COMMENT naming the namespace it held, whole: ``BACKUP_COMMENT`` + the namespace (``default`` for
+#: the default one). ``backup_comment_sql`` writes it, ``backup_namespace`` reads it.
+BACKUP_COMMENT = "nsmigrate namespace: "
 #: The layout's ``WITH (lists = 100)``: the documented ivfflat size, whatever the rows.
 DEFAULT_LISTS = 100
 ID_COLUMN = "chunk_id"
@@ -229,6 +235,81 @@ def backup_table(prefix: str, namespace: str | None, stamp: str) -> str:
     digest = hashlib.sha1(namespace.encode()).hexdigest()[:8]
     room = PG_IDENTIFIER_MAX_BYTES - len(base) - 2 - len(digest)
     return f"{base}_{namespace[: max(room, 1)]}_{digest}"
+
+
+def backup_comment_sql(backup: str, namespace: str) -> str:
+    """``COMMENT ON TABLE`` recording, whole, the namespace a backup table held (``BACKUP_COMMENT``; Postgres keeps a
+    comment across renames): its name may keep only the start of it, and ``backup_namespace`` never reads a namespace
+    from a cut name. Also what an operator runs to name the namespace of a backup made without one."""
+    check_namespace(namespace)  # lowercase letters, digits and '_': nothing to escape inside the quotes
+    return f"COMMENT ON TABLE {quote(backup)} IS '{BACKUP_COMMENT}{namespace or DEFAULT_NAME}'"
+
+
+def _backup_parts(prefix: str, table: str) -> tuple[str, str | None] | None:
+    """(its stamp, what follows the stamp) of a ``{prefix}_backup_{stamp}[_…]`` name, or None for another name."""
+    found = re.fullmatch(rf"{re.escape(prefix)}_{BACKUP_WORD}_(\d+)(?:_(.+))?", table)
+    return None if found is None else (found.group(1), found.group(2))
+
+
+def is_backup_name(prefix: str, table: str) -> bool:
+    """Whether ``table`` is named as a backup of ``prefix``'s tables: ``{prefix}_backup_{stamp}[_…]``."""
+    return _backup_parts(prefix, table) is not None
+
+
+def _no_room(prefix: str, stamp: str) -> bool:
+    """Whether ``backup_table``'s cut (a character of the namespace, ``_``, 8 hex digits) does not fit after the stamp:
+    such a name was cut by Postgres itself (renamed so before such names were refused)."""
+    return len(f"{prefix}_{BACKUP_WORD}_{stamp}_x_00000000".encode()) > PG_IDENTIFIER_MAX_BYTES
+
+
+def _cut(prefix: str, stamp: str, tail: str | None, table: str) -> bool:
+    """Whether a backup's name may keep only the start of its namespace: 63 bytes long, and ``backup_table``'s cut
+    (the start, ``_`` and 8 hex digits of a hash) or one Postgres made (``_no_room``)."""
+    if len(table.encode()) < PG_IDENTIFIER_MAX_BYTES:
+        return False
+    return _no_room(prefix, stamp) or (tail is not None and re.fullmatch(r".+_[0-9a-f]{8}", tail) is not None)
+
+
+def backup_of(prefix: str, table: str, namespace: str) -> bool:
+    """Whether ``table`` is a name a backup of ``namespace``'s table can have: the one ``backup_table`` gives it at
+    the stamp in ``table``, as Postgres keeps it (its first 63 bytes). A consistency check, never a reading: two
+    namespaces with one start and one 8-digit hash give one name."""
+    parts = _backup_parts(prefix, table)
+    if parts is None:
+        return False
+    return backup_table(prefix, namespace, parts[0]).encode()[:PG_IDENTIFIER_MAX_BYTES] == table.encode()
+
+
+def backup_start(prefix: str, table: str) -> str:
+    """What a backup's name keeps of the start of its namespace (all of it when the name was not cut; ``""`` for the
+    legacy table's, or for a name cut before any of it)."""
+    parts = _backup_parts(prefix, table)
+    if parts is None:
+        return ""
+    stamp, tail = parts
+    if not _cut(prefix, stamp, tail, table):
+        return tail or ""
+    if _no_room(prefix, stamp):
+        return (tail or "")[:1]  # backup_table kept one character, then Postgres cut the rest
+    return (tail or "")[:-9]
+
+
+def backup_namespace(prefix: str, table: str, comment: str | None = None) -> str | None:
+    """The namespace a backup table held (``""`` for the default one and for the legacy table's), or None when it
+    cannot be known. ``comment``: the table's COMMENT, which names it whole when it is ``BACKUP_COMMENT`` followed by
+    a namespace whose backup can have this name (``backup_of``; a record that does not fit the name is not taken).
+    Without such a record, a name cut to Postgres's 63 bytes (``backup_table`` keeps the namespace's start and a hash
+    of it) gives None: its start parses as other names (``creator_alice_smith_t_d6561b01``), never read as one."""
+    parts = _backup_parts(prefix, table)
+    if parts is None:
+        return None
+    stamp, tail = parts
+    recorded = comment.removeprefix(BACKUP_COMMENT) if comment and comment.startswith(BACKUP_COMMENT) else None
+    if recorded is not None and namespace_problem(recorded) is None and backup_of(prefix, table, recorded):
+        return "" if recorded == DEFAULT_NAME else recorded
+    if _cut(prefix, stamp, tail, table):
+        return None
+    return "" if tail in (None, DEFAULT_NAME) else tail
 
 
 def backup_index_name(backup: str, suffix: str) -> str:

@@ -9,6 +9,8 @@ data plane through the real SDK.
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from nsmigrate.cli.main import app
 from nsmigrate.orchestrator.errors import ErasureFailed
 from nsmigrate.orchestrator.jobs import erasure as jobs_erasure
 from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.spec.stores import store_spec_from_json
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import copying, erasing
 from nsmigrate.workers.stores import open_retrying_store
@@ -254,3 +257,154 @@ def test_portability_options_that_do_not_go_together_are_refused(
     assert result.exit_code == 2, result.output
     assert said in " ".join(result.output.split())
     assert not (tmp_path / "x").exists()
+
+
+# A documented namespace of more than 30 characters (at most 50 are allowed) retired by a cleanup or `pgvector move`:
+# its backup's name is cut to Postgres's 63 bytes, ``…_creator_alice_smith_t_d6561b01``, which parses as creator
+# ``alice_smith_t_d6561b01``. The erasure must never read the namespace from that name.
+ALICE_NS = "creator_alice_smith_twin_support01"
+BOB_NS = "creator_bob_jones_twin_marketing01"
+
+
+def retired_long_namespaces(ctx: WorkerContext, pg: sa.Engine, alice_rows_name_her: bool) -> tuple[Any, dict[str, str]]:
+    """Alice's twin ``support01`` and Bob's ``marketing01`` in the application's tables (three rows each: Alice's
+    naming her and her twin in ``metadata``, or, ``alice_rows_name_her`` False, as the application writes them, naming
+    nobody), both retired as a cleanup does; the store's spec and namespace → backup table."""
+    with pg.begin() as conn:
+        alice = app_table(conn, f"embeddings_{ALICE_NS}", ["alice_smith"] * 3, seed=1)
+        app_table(conn, f"embeddings_{BOB_NS}", ["bob_jones"] * 3, seed=2)
+        for chunk_id in alice:
+            meta = {"creator_id": "alice_smith", "twin_id": "support01"} if alice_rows_name_her else {"row": chunk_id}
+            conn.execute(
+                sa.text(f"UPDATE embeddings_{ALICE_NS} SET metadata = CAST(:m AS jsonb) WHERE chunk_id = :id"),
+                {"m": json.dumps(meta), "id": chunk_id},
+            )
+        conn.execute(sa.text(f"UPDATE embeddings_{BOB_NS} SET metadata = NULL"))  # rows naming nobody
+    spec = store_spec_from_json({"kind": "pgvector", "schema": "documented", "database_url_env": URL_ENV})
+    store = ctx.store(spec)
+    backups = {ns: str(store.retire_namespace(ns)) for ns in (ALICE_NS, BOB_NS)}
+    assert backups[ALICE_NS].endswith("_creator_alice_smith_t_d6561b01") and len(backups[ALICE_NS]) == 63, backups
+    return spec, backups
+
+
+def made_before_the_record(pg: sa.Engine, *tables: str) -> None:
+    """Backup tables as a cleanup left them before it recorded their namespace on them (no comment)."""
+    with pg.begin() as conn:
+        for table in tables:
+            conn.execute(sa.text(f'COMMENT ON TABLE "{table}" IS NULL'))
+
+
+def erase_in_store(ctx: WorkerContext, spec: Any, creator: str, twin: str | None) -> tuple[Any, dict[str, Any] | None]:
+    """Plan the erasure of ``creator`` (``twin``) with ``spec``'s store named on the command line (`--store`), run
+    every place as the cleanup workers do (a place whose check fails is recorded failed), return plan and receipt
+    (None: no place found, and `erase` says "nothing to erase")."""
+    plan = erasing.plan_erasure(ctx.db, creator, twin, open_retrying_store, extra_stores=[spec])
+    assert plan.writing == {} and not plan.unreadable, plan
+    if not plan.places:
+        return plan, None
+    erase_job = jobs_erasure.create_erasure(ctx.db, f"erase-{creator}", plan.spec("tester"), plan.places)
+    for place in jobs_erasure.places_of(ctx.db, erase_job):
+        with contextlib.suppress(ErasureFailed):  # recorded failed: the receipt says so
+            erasing.erase_place(ctx, place.id)
+    receipt = jobs_erasure.erasure_receipt(ctx.db, erase_job)
+    assert receipt is not None
+    return plan, receipt
+
+
+@pytest.mark.parametrize("twin", [None, "support01"], ids=["creator", "twin"])
+def test_a_retired_table_of_a_long_namespace_is_emptied_whole_by_the_namespace_its_retirement_recorded(
+    ctx: WorkerContext, pg: sa.Engine, database_url: str, monkeypatch: pytest.MonkeyPatch, twin: str | None
+) -> None:
+    """A cleanup records the whole namespace on the table it retires: its erasure empties it whole, rows naming
+    nobody included, and leaves Bob's alone."""
+    monkeypatch.setenv(URL_ENV, database_url)
+    spec, backups = retired_long_namespaces(ctx, pg, alice_rows_name_her=False)
+    bob_before = rows_of(pg, backups[BOB_NS])
+
+    _, receipt = erase_in_store(ctx, spec, "alice_smith", twin)
+
+    assert receipt is not None and receipt["verified"], receipt
+    assert rows_of(pg, backups[ALICE_NS]) == {} and rows_of(pg, backups[BOB_NS]) == bob_before
+
+
+@pytest.mark.parametrize("twin", [None, "support01"], ids=["creator", "twin"])
+def test_a_retired_table_of_a_long_namespace_is_searched_and_emptied_of_the_rows_naming_them(
+    ctx: WorkerContext, pg: sa.Engine, database_url: str, monkeypatch: pytest.MonkeyPatch, twin: str | None
+) -> None:
+    monkeypatch.setenv(URL_ENV, database_url)
+    spec, backups = retired_long_namespaces(ctx, pg, alice_rows_name_her=True)
+    bob_before = rows_of(pg, backups[BOB_NS])
+
+    plan, receipt = erase_in_store(ctx, spec, "alice_smith", twin)
+
+    tables = {p["path"]: p["planned"] for p in plan.places if p["kind"] == "table"}
+    assert tables == {backups[ALICE_NS]: 3}, plan.places  # Bob's holds none of hers: searched, left alone
+    assert rows_of(pg, backups[ALICE_NS]) == {}
+    assert receipt is not None and receipt["verified"], receipt
+    assert rows_of(pg, backups[BOB_NS]) == bob_before
+
+
+@pytest.mark.parametrize("twin", [None, "support01"], ids=["creator", "twin"])
+def test_a_retired_table_of_a_long_namespace_whose_rows_do_not_name_them_is_never_called_verified(
+    ctx: WorkerContext, pg: sa.Engine, database_url: str, monkeypatch: pytest.MonkeyPatch, twin: str | None
+) -> None:
+    """Rows the application wrote name nobody: the namespace said whose they were, and the cut name no longer does.
+    A table retired before its namespace was recorded on it (a COMMENT, which a rename keeps) is never called
+    verified; with the record, it is emptied whole."""
+    monkeypatch.setenv(URL_ENV, database_url)
+    spec, backups = retired_long_namespaces(ctx, pg, alice_rows_name_her=False)
+    made_before_the_record(pg, *backups.values())
+    alice_before, bob_before = rows_of(pg, backups[ALICE_NS]), rows_of(pg, backups[BOB_NS])
+
+    _, receipt = erase_in_store(ctx, spec, "alice_smith", twin)
+
+    assert receipt is not None, "nothing to erase: her retired table was not found"
+    assert not receipt["verified"], receipt
+    [place] = [p for p in receipt["places"] if p["path"] == backups[ALICE_NS]]
+    assert not place["verified"] and place["check"]["rows_not_told_apart"] == 3, place
+    assert "COMMENT ON TABLE" in place["error"] and "'creator_alice_smith_t'" in place["error"], place
+    assert rows_of(pg, backups[ALICE_NS]) == alice_before  # nothing taken on a guess
+    assert [p for p in receipt["places"] if p["path"] == backups[BOB_NS]] == []
+    _, bobs = erase_in_store(ctx, spec, "bob_jones", None)  # his table is his erasure's question, hers is not
+    assert bobs is not None and [p["path"] for p in bobs["places"] if p["kind"] == "table"] == [backups[BOB_NS]], bobs
+    assert not bobs["verified"] and rows_of(pg, backups[BOB_NS]) == bob_before
+
+    with pg.begin() as conn:  # the namespace it held, recorded as the failed place says
+        conn.execute(sa.text(f"COMMENT ON TABLE \"{backups[ALICE_NS]}\" IS 'nsmigrate namespace: {ALICE_NS}'"))
+    _, receipt = erase_in_store(ctx, spec, "alice_smith", twin)
+
+    assert receipt is not None and receipt["verified"], receipt
+    assert rows_of(pg, backups[ALICE_NS]) == {}  # hers: emptied whole
+    assert rows_of(pg, backups[BOB_NS]) == bob_before
+
+
+def test_a_retired_long_source_namespace_read_for_them_is_never_called_verified_by_its_cut_name(
+    ctx: WorkerContext, pg: sa.Engine, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy job read a.1's twin t1 out of a long source namespace, whose rows name nobody (the job routed them by
+    namespace), and the cleanup retired it: its cut name parses as a hand-made namespace, searched and found without
+    a row naming them."""
+    monkeypatch.setenv(URL_ENV, database_url)
+    source_ns = "twin_0f8fad5b_d9cb_469f_a165_70867728950e"
+    with pg.begin() as conn:
+        app_table(conn, f"embeddings_{source_ns}", ["a.1"] * 3, seed=1)
+        conn.execute(sa.text(f"UPDATE embeddings_{source_ns} SET metadata = NULL"))
+    documented = {"kind": "pgvector", "schema": "documented", "database_url_env": URL_ENV}
+    spec = make_spec(
+        ({**documented, "table": "embeddings"}, {**documented, "table": "copies"}),
+        enrich={"creator_fields": False, "migrated_from": True},
+    )
+    source = ctx.store(spec.source)
+    data = {source_ns: source.fetch(source_ns, source.list_ids(source_ns).ids)}
+    copied_job(ctx, spec, data, targets={source_ns: "c_t1"}, pairs={source_ns: ("a.1", "t1")})
+    retired = str(source.retire_namespace(source_ns))
+    assert len(retired) == 63 and not retired.endswith(source_ns), retired
+    made_before_the_record(pg, retired)
+    before = rows_of(pg, retired)
+
+    _, receipt = erase_in_store(ctx, spec.source, "a.1", None)
+
+    assert receipt is not None and not receipt["verified"], receipt
+    [place] = [p for p in receipt["places"] if p["path"] == retired]
+    assert not place["verified"] and source_ns in place["error"], place
+    assert rows_of(pg, retired) == before

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from nsmigrate.orchestrator import pgvector_layout
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import erasure as jobs_erasure
 from nsmigrate.orchestrator.jobs import jobs_and_runs
@@ -35,28 +36,43 @@ def retired_table_places(
 ) -> list[dict[str, Any]]:
     """The places of kind ``table`` of one store (none for a store that is not of the application's layout): a
     retired table that held one of the subject's own namespaces is emptied whole; one that held a shared namespace
-    (the default one, ``public``…) is searched for their rows; another creator's is left alone."""
-    tables = retired.retired_tables(found) if (found := retired.documented(store)) is not None else {}
-    if not tables:
+    (the default one, ``public``…) is searched for their rows; another creator's is left alone.
+
+    A table whose namespace cannot be known (its name cut to Postgres's 63 bytes, and no COMMENT records it:
+    ``retired.retired_tables``) is never taken for the namespace its cut name parses as: it is searched for their
+    rows, and when it may have held a namespace of theirs (``_may_hold_theirs``), whose rows need not name them, it
+    is a place whatever the search found, which is not verified while any row is left in it."""
+    found = retired.documented(store)
+    tables = retired.retired_tables(found) if found is not None else {}
+    if found is None or not tables:
         return []
-    held = {ns for ns, _ in tables.values()}
+    held = {ns for ns, _ in tables.values() if ns is not None}
     classified = places_in_store(store.name, sorted(held), subject, registry, runs, store_keys=keys)
     whole, searched = set(classified.whole), set(classified.search)
     places = []
     for table, (namespace, rows) in sorted(tables.items()):
-        if namespace in whole:
+        may_hold = None
+        if namespace is None:  # its cut name tells no namespace: searched, whatever it parses as
+            if not rows:
+                continue
+            may_hold = _may_hold_theirs(found.prefix, table, store.name, subject, registry, runs, keys)
+            planned = len(retired.owned_ids(found, table, subject.owns_record))
+        elif namespace in whole:
             planned = rows
         elif namespace in searched and rows:
-            assert found is not None
             planned = len(retired.owned_ids(found, table, subject.owns_record))
         else:
             continue
-        if planned:
+        if planned or may_hold:
             places.append(
                 {
                     "kind": PlaceKind.TABLE.value,
                     "store": shown,
-                    "store_spec": {"store": spec_json, "whole": namespace in whole},
+                    "store_spec": {
+                        "store": spec_json,
+                        "whole": namespace in whole,
+                        **({"may_hold": may_hold} if may_hold else {}),
+                    },
                     "namespace": namespace,
                     "path": table,
                     "planned": planned,
@@ -65,9 +81,37 @@ def retired_table_places(
     return places
 
 
+def _may_hold_theirs(
+    prefix: str,
+    table: str,
+    store_name: str,
+    subject: Subject,
+    registry: Registry,
+    runs: Sequence[KnownRun],
+    keys: set[str],
+) -> str | None:
+    """Which namespace of the subject's a retired table whose cut name no longer tells its namespace may have held,
+    or None when it can have held none: any ``creator_{creator}_twin_…`` whose start its name keeps (a creator
+    erasure), or a name the job table knows that the erasure would take whole or report (their twin's namespace, a
+    source namespace read for them, a copy of their twin under a test creator) and whose backup can have this name
+    (``pgvector_layout.backup_of``: its start and hash)."""
+    start = pgvector_layout.backup_start(prefix, table)
+    if subject.twin_id is None:
+        theirs = f"creator_{subject.creator_id}_twin_"
+        if start[: len(theirs)] == theirs[: len(start)]:
+            return f"{theirs}…"
+    known = {run.source_namespace for run in runs} | {ns for run in runs for ns in run.target_namespaces}
+    known.add(f"creator_{subject.creator_id}" + (f"_twin_{subject.twin_id}" if subject.twin_id is not None else ""))
+    fitting = sorted(ns for ns in known if ns and pgvector_layout.backup_of(prefix, table, ns))
+    classified = places_in_store(store_name, fitting, subject, registry, runs, store_keys=keys)
+    return next(iter(classified.whole + classified.ambiguous), None)
+
+
 def erase_retired_table(place: Any, subject: Subject, open_store: Any) -> tuple[int, dict[str, Any]]:
     """Empty one retired table of the subject's rows (all of them when it held a namespace of theirs) and check it:
-    read again, none of theirs is left."""
+    read again, none of theirs is left. A table whose cut name no longer tells the namespace it held, which may have
+    been theirs (``may_hold``), is not verified while any row is left in it: rows that do not name them may be
+    theirs."""
     spec = place.store_spec or {}
     store = retired.documented(open_store(store_spec_from_json(spec.get("store") or {})))
     table = place.path or ""
@@ -87,6 +131,16 @@ def erase_retired_table(place: Any, subject: Subject, open_store: Any) -> tuple[
         check["reason"] = (
             f"table {table} is gone (a rollback renames a retired table back into its namespace, its rows with it): "
             "nothing proves them erased; erase again with a new plan, which looks in the namespace's table"
+        )
+    elif spec.get("may_hold") and (kept := retired.count_rows(store, table)):
+        start = pgvector_layout.backup_start(store.prefix, table)
+        check.update(passed=False, rows_not_told_apart=kept)
+        check["reason"] = (
+            f"table {table} may have held {spec['may_hold']} (its name, cut to Postgres's 63 bytes, keeps only "
+            f"{start!r} of its namespace, and no COMMENT records it): {kept} rows are left in it, and a row that does "
+            "not name them may still be theirs, so it is not verified. If you know the namespace it held, record it "
+            f"(COMMENT ON TABLE {pgvector_layout.quote(table)} IS '{pgvector_layout.BACKUP_COMMENT}<namespace>') and "
+            "erase again with a new plan; or drop the table once no rollback needs it"
         )
     return erased, check
 

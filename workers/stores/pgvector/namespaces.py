@@ -454,6 +454,8 @@ def rename_to_backup(conn: sa.Connection, prefix: str, table: str, namespace: st
             hint="use a shorter table prefix (at most 27 characters keeps every backup name whole)",
         )
     conn.execute(sa.text(f"ALTER TABLE {quote(table)} RENAME TO {quote(backup)}"))
+    if namespace is not None:  # its name may keep only the start of it: an erasure reads it from the comment
+        conn.execute(sa.text(pgvector_layout.backup_comment_sql(backup, namespace)))
     for index in indexes_of(conn, backup):
         if index.startswith(f"{table}_"):
             renamed = pgvector_layout.backup_index_name(backup, index.removeprefix(f"{table}_"))

@@ -1,19 +1,19 @@
 """Tables of the application's layout that are no namespace any more, but still hold its rows: the backups a move, a
 ``legacy`` migration and a cleanup leave (``{prefix}_backup_{stamp}[_{namespace}]``: renamed away, never dropped) and
 the legacy ``{prefix}`` table once ``{prefix}_default`` took its place. An erasure searches them like namespaces:
-``retired_tables`` finds them with the namespace each held, ``owned_ids`` reads a table's rows as records to find a
+``retired_tables`` finds them with the namespace each held (None where a name cut to 63 bytes no longer tells it and
+no COMMENT records it: ``pgvector_layout.backup_namespace``), ``owned_ids`` reads a table's rows as records to find a
 creator's, ``delete_ids`` and ``delete_all`` empty it of them. (Staging tables are temporary, dropped with the
 transaction that made them: nothing of them outlives a write.)"""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-from nsmigrate.orchestrator import pgvector_rows
+from nsmigrate.orchestrator import pgvector_layout, pgvector_rows
 from nsmigrate.orchestrator.pgvector_layout import BACKUP_WORD, DEFAULT_NAME, ID_COLUMN, quote
 from nsmigrate.workers.stores.pgvector import binary as pgbinary
 from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
@@ -29,15 +29,18 @@ def documented(store: Any) -> DocumentedPgvectorStore | None:
     return inner if isinstance(inner, DocumentedPgvectorStore) else None
 
 
-def retired_tables(store: DocumentedPgvectorStore) -> dict[str, tuple[str, int]]:
-    """Every retired table of the store's prefix → (the namespace it held, ``""`` for the default one; its rows)."""
+def retired_tables(store: DocumentedPgvectorStore) -> dict[str, tuple[str | None, int]]:
+    """Every retired table of the store's prefix → (the namespace it held, ``""`` for the default one, or None when
+    it cannot be known; its rows). A backup's namespace is read from its COMMENT when that names it (Postgres keeps a
+    comment across renames) or from its name when the name keeps it whole; a name cut to Postgres's 63 bytes
+    (``pgvector_layout.backup_table``) without such a record gives None, never the cut name parsed as a namespace:
+    the erasure searches such a table row by row (``workers.steps.erasing_copies``)."""
     prefix = store.prefix
-    backups = f"{prefix}_{BACKUP_WORD}_"
-    stamped = re.compile(rf"{re.escape(backups)}\d+(?:_(.+))?")
     with store._errors("retired_tables"), store.engine().connect() as conn:
         tables = conn.execute(
             sa.text(
-                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "SELECT c.relname, obj_description(c.oid, 'pg_class') FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') "
                 "AND (c.relname = :legacy OR left(c.relname, :plen) = :p) "
                 "AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = :id) "
@@ -49,17 +52,14 @@ def retired_tables(store: DocumentedPgvectorStore) -> dict[str, tuple[str, int]]
                 "plen": len(prefix) + len(BACKUP_WORD) + 2,
                 "id": ID_COLUMN,
             },
-        ).scalars()
-        held: dict[str, str] = {}
-        for table in tables:
+        ).all()
+        held: dict[str, str | None] = {}
+        for table, comment in tables:
             if table == prefix:
                 if pgnamespaces.exists(conn, f"{prefix}_{DEFAULT_NAME}"):  # else it is the default namespace itself
                     held[table] = ""
-                continue
-            match = stamped.fullmatch(table)
-            if match is not None:
-                name = match.group(1)
-                held[table] = "" if name in (None, DEFAULT_NAME) else name
+            elif pgvector_layout.is_backup_name(prefix, table):
+                held[table] = pgvector_layout.backup_namespace(prefix, table, comment)
         counts = {t: int(conn.execute(sa.text(f"SELECT count(*) FROM {quote(t)}")).scalar() or 0) for t in held}
     return {t: (ns, counts[t]) for t, ns in held.items()}
 
