@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import redis
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from nsmigrate.cli.console import EXIT_INTERRUPTED, console, print_interrupted
@@ -276,7 +277,8 @@ def _print_plan(plan: ErasurePlan) -> None:
         table.add_row(p["kind"], p["store"], where, found)
     console.print(table)
     for label in plan.skipped:
-        console.print(f"[yellow]not searched (--skip-store):[/] {label}")
+        why = "" if label.startswith("backup ") else " (--skip-store)"  # a backup's entry says why itself
+        console.print(f"[yellow]not searched{why}:[/] {escape(label)}")
     for name in plan.ambiguous:
         console.print(f"[yellow]ambiguous, not erased:[/] {name} (several readings; rename it or erase it by hand)")
     _print_cannot_erase(plan.cannot_erase)
