@@ -384,7 +384,12 @@ def _add_late(ctx: Any, database: Any, job_id: int, late: list[str]) -> None:
         from nsmigrate.cli.backup import backup_sources  # pyarrow and the export machinery only for a backup
 
         return [
-            ("backup_written", backup_sources(prepared, unless_done="the new namespaces were not added to the job"))
+            (
+                "backup_written",
+                backup_sources(
+                    prepared, ctx.settings.database_url, unless_done="the new namespaces were not added to the job"
+                ),
+            )
         ]
 
     prepared = add_late_namespaces(

@@ -72,11 +72,13 @@ def export_with_progress(
 
 
 def backup_sources(
-    prepared: Prepared, *, unless_done: str = "the job was not started (nothing was enqueued)"
+    prepared: Prepared, database_url: str, *, unless_done: str = "the job was not started (nothing was enqueued)"
 ) -> dict[str, Any]:
     """The pre-migration backup of ``run`` (spec ``backup.enabled``), and of `sync --new-namespaces`: every planned
-    source namespace exported to ``backup.directory/<job name>-<UTC timestamp>/``. Returns the audit event's detail.
-    Exits 1 if it fails, saying what was therefore not done (``unless_done``)."""
+    source namespace exported to ``backup.directory/<job name>-<UTC timestamp>/``, recorded at once (a
+    ``backup_written`` event of no job: the job's own may never be written, if its start fails or is killed, and an
+    erasure must find this copy anyway). Returns the audit event's detail. Exits 1 if it fails, saying what was
+    therefore not done (``unless_done``)."""
     spec = prepared.spec
     directory = backup_directory(spec.backup.directory, spec.name)
     store = backup_store(spec.source)
@@ -94,6 +96,7 @@ def backup_sources(
     finally:
         close_store(store)
     manifest = (directory / MANIFEST_NAME).resolve()
+    record_export(database_url, manifest, results)
     console.print(f"backup written: {manifest} (restore with `nsmigrate import {directory} SPEC --to-source`)")
     return {"manifest": str(manifest), "namespaces": len(results), "vectors": sum(r.count for r in results)}
 

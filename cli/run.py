@@ -52,7 +52,7 @@ JsonOpt = Annotated[
 app = typer.Typer(add_completion=False)
 
 
-def before_the_job(prepared: Prepared) -> list[tuple[str, dict[str, Any]]]:
+def before_the_job(prepared: Prepared, database_url: str) -> list[tuple[str, dict[str, Any]]]:
     """What only the command does between the plan and the job (``launch.BeforeWrite``): the backup the spec asks
     for first (if it fails, no job is written and nothing is enqueued), then the target index the plan creates,
     waited for until it is ready. Returns the audit events that record them."""
@@ -61,7 +61,7 @@ def before_the_job(prepared: Prepared) -> list[tuple[str, dict[str, Any]]]:
     if prepared.spec.backup.enabled:
         from nsmigrate.cli.backup import backup_sources  # pyarrow and the export machinery only for a backup
 
-        backup = backup_sources(prepared)
+        backup = backup_sources(prepared, database_url)
     created = make_target_index(prepared)
     if created is not None:
         events.append(("target_index_created", created))
@@ -299,7 +299,7 @@ def _run_here(resolved: Any, spec: Path, *, new: bool, resume: bool) -> Launched
     def show_plan_first(prepared: Prepared) -> list[tuple[str, dict[str, Any]]]:
         shown.append(summarize(prepared))
         print_plan(shown[-1], more_hint=f"`nsmigrate plan {spec}` lists every one")
-        return before_the_job(prepared)
+        return before_the_job(prepared, resolved.database_url)
 
     started = launch.start_or_resume(
         database,

@@ -116,7 +116,7 @@ class DemoStack:
         def show_plan_first(prepared: Prepared) -> list[tuple[str, dict[str, Any]]]:
             print_plan(summarize(prepared))
             clock.append(time.monotonic())
-            return before_the_job(prepared)
+            return before_the_job(prepared, self.settings.database_url)
 
         job_id = launch.start_or_resume(
             self.db,

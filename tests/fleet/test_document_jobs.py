@@ -88,7 +88,7 @@ def start_job(stack: Stack, spec_data: dict[str, Any]) -> tuple[jobs_database.Da
         stack.workdir,
         open_control,
         new=True,
-        before_write=before_the_job,
+        before_write=lambda prepared: before_the_job(prepared, settings.database_url),
     )
     return db, started.job_id
 

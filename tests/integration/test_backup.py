@@ -537,6 +537,39 @@ def test_run_writes_the_backup_before_anything_is_enqueued(
     db.dispose()
 
 
+def test_a_backup_whose_job_never_started_is_recorded_for_the_erasures(
+    pinecone: dict[str, GuardedStore],
+    sandbox: PineconeSandbox,
+    tmp_path: Path,
+    database_url: str,
+    redis_url: str,
+    sent: list[tuple[str, list[Path]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The backup is written, then the job's start fails (here its target index cannot be made): the job's events
+    are never written, but the backup, a full copy of the source, is recorded, so `nsmigrate erase` searches it."""
+    from nsmigrate.cli import run as run_command
+    from nsmigrate.orchestrator.errors import StoreError
+    from nsmigrate.orchestrator.jobs.erasure import known_runs
+
+    seed_store(pinecone["src"], {"plain": 3})
+    backups = tmp_path / "backups"
+    spec = write_spec(tmp_path, sandbox, backup={"enabled": True, "directory": str(backups)})
+
+    def no_index(_prepared: Any) -> None:
+        raise StoreError("the control plane refused the index")
+
+    monkeypatch.setattr(run_command, "make_target_index", no_index)
+    result = CliRunner().invoke(app, ["run", str(spec), "--database-url", database_url, "--redis-url", redis_url])
+
+    assert result.exit_code != 0 and sent == [], result.output
+    (directory,) = backups.iterdir()
+    db = jobs_database.Database(database_url)
+    assert jobs_status.list_jobs(db) == []
+    assert known_runs(db)[2] == [str((directory / MANIFEST_NAME).resolve())]
+    db.dispose()
+
+
 def test_a_failed_backup_starts_nothing(
     pinecone: dict[str, GuardedStore],
     sandbox: PineconeSandbox,
