@@ -292,6 +292,7 @@ def _print_aliases(outcome: AliasOutcome, percent: int) -> None:
         f"⌈{len(outcome.routes)}·{percent}/100⌉ by a hash of their names); {len(outcome.created)} created, "
         f"{len(outcome.repointed)} repointed"
         + (f"; {len(outcome.unaliased)} namespace(s) routed per record have none" if outcome.unaliased else "")
+        + (f"; {len(outcome.erased)} of an erased twin, removed by its erasure" if outcome.erased else "")
     )
 
 

@@ -15,6 +15,7 @@ from nsmigrate.orchestrator.cutover import rollout as rollout_rows
 from nsmigrate.orchestrator.cutover.aliases import AliasRoute, alias_routes, stray_aliases, targets_at
 from nsmigrate.orchestrator.cutover.published import readable
 from nsmigrate.orchestrator.errors import StateError
+from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.models import NamespaceRun
 from nsmigrate.workers.context import WorkerContext
@@ -29,6 +30,7 @@ class AliasOutcome:
     created: list[str] = field(default_factory=list)
     repointed: list[str] = field(default_factory=list)
     unaliased: list[str] = field(default_factory=list)  # source namespaces with no alias (routed per record)
+    erased: list[str] = field(default_factory=list)  # aliases of an erased twin: removed by its erasure, not made again
     routes: list[AliasRoute] = field(default_factory=list)
 
 
@@ -86,7 +88,14 @@ def point_aliases(ctx: WorkerContext, job_id: int, percent: int) -> AliasOutcome
             job_id=job_id,
         )
     runs = jobs_and_runs.runs_of(ctx.db, job_id)
+    # An erasure deleted both namespaces of its subject's twins and removed their aliases: none is made again (Pinecone
+    # refuses an alias of a namespace that is gone, and every later step and roll back would fail on it).
+    erasures = [subject for _, subject in jobs_erasure_ledger.erasure_subjects(ctx.db)]
+    gone = {r.source_namespace for r in runs if any(s.owns_pair(r.creator_id, r.twin_id) for s in erasures)}
+    erased = {r.name for r in routes if r.old in gone}
     targets = {r.name: r.old for r in routes} | targets_at(ready_routes(routes, runs), percent)
+    routes = [r for r in routes if r.name not in erased]  # after the share: the other aliases keep their sides
+    targets = {name: ns for name, ns in targets.items() if name not in erased}
     # A source a cleanup deleted from (or is deleting) is never read again: its alias serves the copy, whatever the
     # step and the copy's verdict (ids written during the cleanup may have failed it; they are in the copy too, or
     # kept in the source for `sync`).
@@ -95,7 +104,7 @@ def point_aliases(ctx: WorkerContext, job_id: int, percent: int) -> AliasOutcome
         ctx.db, job_id
     )
     targets |= {r.name: r.new for r in routes if r.old in emptied}
-    outcome = AliasOutcome(targets=targets, unaliased=unaliased, routes=routes)
+    outcome = AliasOutcome(targets=targets, unaliased=unaliased, routes=routes, erased=sorted(erased))
     for name, namespace in outcome.targets.items():
         if name not in existing:
             calls.create(name, namespace)
