@@ -791,3 +791,27 @@ def test_a_step_first_warms_the_namespaces_it_moves_that_the_application_reads_m
     assert [w["namespace"] for w in warmed[100]] == ["ns2"]  # of ns1 and ns2, the one read most
     assert warmed[100][0]["error"] is None and warmed[100][0]["first_ms"] is not None
     assert [w["namespace"] for w in warmed[50]] in (["ns0"], ["ns3"])  # no reads counted: the largest, or the first
+
+
+def test_one_watch_kept_through_the_steps_watches_the_step_live_now(app_stack: AppStack) -> None:
+    """The manual keeps one watch running through every step: after `cutover set` moved reads on, its windows are
+    kept for the new step (status shows that step), and it probes the namespaces that step reads new."""
+    from nsmigrate.workers.steps.cutover_watch import watch_job
+
+    stack, ctx = app_stack
+    db, job_id = migrated(stack, cutover={**STEPPING, "breach_window_s": 0.5})
+    walk_to(stack, job_id, 50)
+    spec = jobs_and_runs.job_spec(db, job_id)
+    windows: list[dict[str, Any]] = []
+
+    def step_on(figures: dict[str, Any]) -> None:
+        windows.append(figures)
+        if len(windows) == 1:  # another operator's step, while the watch runs
+            moved = cli(stack, "cutover", "set", str(job_id), "--reads", "new", "--percent", "100")
+            assert moved.exit_code == 0, moved.output
+
+    report = watch_job(ctx, job_id, spec.cutover, "tester", duration_s=2.5, on_window=step_on)
+
+    assert report["watched"] and report["percent"] == 100, report
+    kept = [e["detail"]["percent"] for e in events(db, job_id, "cutover_reads")]
+    assert kept[0] == 50 and kept[-1] == 100, kept

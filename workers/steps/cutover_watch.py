@@ -108,6 +108,15 @@ def watch_job(
             _window(ctx, job_id, percent, limits, figures, apps, actor)
             if on_window is not None:
                 on_window(figures)
+            # One watch is kept through every step: after a `cutover set`, it probes, records and rolls back from
+            # the step live now, not the one it started on.
+            now = rollout_rows.rollout_of(ctx.db, job_id).percent
+            if now != percent:
+                percent, report["percent"] = now, now
+                probes = _probes(ctx, spec, job_id, percent)
+                log.following(percent)
+                if not probes:
+                    return {**report, "watched": False, "reason": f"reads are {percent} % new: none reads the target"}
         pause_s = began + 1 / limits.qps - clock()
         if pause_s > 0:
             sleep(pause_s)  # the pace of the reads, not a wait for a condition
