@@ -26,6 +26,8 @@ SET, WRITE_FAILED, CHECKED = "cutover_set", "dual_write_failed", "cutover_check"
 PUBLISHED = "cutover_published"
 #: A breach seen while a step was live: it restarts the step's soak (``orchestrator.cutover.rails``).
 BREACH = "cutover_breach"
+#: A rollback claimed the job, right before it removes the copies (``jobs.sync_rollback.claim_forward_runs``).
+ROLLED_BACK = "rolled_back"
 #: Aliases ``cutover aliases`` created or repointed (a cut-over inside one index).
 ALIASES = "cutover_aliases"
 #: One window of what the reads saw, per side (``cutover watch``: its own reads and the applications').
@@ -71,6 +73,10 @@ def refusal(db: Database, job_id: int, percent: int, rails: Cutover | None, *, f
 
 
 def _refusal(s: Any, job_id: int, percent: int, rails: Cutover | None, forced: bool, now: datetime) -> str | None:
+    rolled_back = sa.select(Event.id).where(Event.job_id == job_id, Event.action == ROLLED_BACK).limit(1)
+    if percent > 0 and s.scalar(rolled_back) is not None:
+        # A rollback claims the job under this lock before it removes the copies (``claim_forward_runs``).
+        return f"job {job_id} was rolled back: its copies are removed, or being removed; nothing was changed"
     if percent < ROLLOUT_STEPS[-1]:
         # Under the job's row lock, which `start_cleanup` shares: a cleanup starting now waits for this set.
         runs = s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id == job_id).order_by(NamespaceRun.id))

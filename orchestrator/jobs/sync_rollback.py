@@ -17,7 +17,16 @@ from nsmigrate.orchestrator.jobs.database import Database, _get_job, _get_run, _
 from nsmigrate.orchestrator.jobs.jobs_and_runs import stopped_reason
 from nsmigrate.orchestrator.jobs.lifecycle import ROLLBACK_READY_STATES, SYNCABLE_RUN_STATES
 from nsmigrate.orchestrator.jobs.verdicts import _cleaned, _record_judgement
-from nsmigrate.orchestrator.models import Batch, HeldMetadata, Job, JobKind, JobState, NamespaceRun, RunState
+from nsmigrate.orchestrator.models import (
+    Batch,
+    Event,
+    HeldMetadata,
+    Job,
+    JobKind,
+    JobState,
+    NamespaceRun,
+    RunState,
+)
 
 
 def written_ids(db: Database, run_id: int) -> list[str]:
@@ -334,11 +343,28 @@ def claim_forward_runs(db: Database, rollback_job_id: int, expected: dict[int, s
     no cleanup, sync or verify of the forward job can run against a rolled-back migration. Rollback runs → cleaning.
 
     Raises:
-        StateError: a forward run changed meanwhile (e.g. a cleanup or sync ran); nothing is claimed.
+        StateError: a forward run changed meanwhile (e.g. a cleanup or sync ran), or a `cutover set` sent reads to
+            the copies since the rollback asked; nothing is claimed.
     """
     with db.transaction() as s:
         rollback = s.get(Job, rollback_job_id)
         assert rollback is not None and rollback.parent_job_id is not None
+        # The forward job's row lock, which `cutover set` takes to record a step (``cutover.rollout``): a step that
+        # committed first is seen here; one after finds the job cancelled and is refused.
+        s.scalars(sa.select(Job.id).where(Job.id == rollback.parent_job_id).with_for_update()).one()
+        step = s.execute(
+            sa.select(Event.detail)
+            .where(Event.job_id == rollback.parent_job_id, Event.action == "cutover_set")
+            .order_by(Event.id.desc())
+            .limit(1)
+        ).scalar()
+        if step and step.get("percent"):
+            raise StateError(
+                f"reads of job {rollback.parent_job_id} moved to {step['percent']} % new while the rollback checked: "
+                "the applications read the copies it would remove; nothing was deleted",
+                hint=f"`nsmigrate cutover set {rollback.parent_job_id} --reads old`, then run the rollback again",
+                job_id=rollback.parent_job_id,
+            )
         runs = list(
             s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id == rollback.parent_job_id).with_for_update())
         )

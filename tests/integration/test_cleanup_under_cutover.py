@@ -243,3 +243,37 @@ def test_applications_write_the_originals_a_rollback_restored_after_their_cleanu
     assert done["action"] == "rolled_back", done
     kept = {r.id for r in cut_over.source.fetch("alpha", ["v-late", "v-000", "v-001"])}
     assert kept == {"v-late", "v-001"}
+
+
+def test_a_step_to_the_copies_that_lands_while_a_rollback_checks_stops_it_and_none_follows_it(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cutover set --percent 5` checks the runs, then warms the targets for seconds; a rollback asked meanwhile
+    (reads 0 % new) must not remove the copies that step then sends reads to, and no step may follow a rollback."""
+    from nsmigrate.orchestrator.jobs import sync_rollback as jobs_sync_rollback
+
+    monkeypatch.setenv(KEY_ENV, "pcsk-cutover-cleanup-test")
+    stores: tuple[dict[str, Any], ...] = tuple(
+        {"kind": "pinecone", "host": sandbox.host(name), "api_key_env": KEY_ENV} for name in ("src", "dst")
+    )
+    job = copied_job(ctx, make_spec(stores), {"alpha": make_records(5)}, started=True)
+    assert job.verify()["passed"]
+    claim = jobs_sync_rollback.claim_forward_runs
+
+    def stepped_first(db: jobs_database.Database, rollback_id: int, expected: Any, actor: str) -> None:
+        rollout_rows.set_rollout(db, job.job_id, 5, "other operator")  # the step lands as the rollback claims
+        claim(db, rollback_id, expected, actor)
+
+    monkeypatch.setattr(jobs_sync_rollback, "claim_forward_runs", stepped_first)
+    refused = rollback_job(ctx, job.job_id, actor="tester")
+
+    assert refused["action"] == "refused", refused
+    assert "moved to 5 % new while the rollback checked" in refused["reason"]
+    settle(job.spec.target)
+    assert job.target.namespaces().get("alpha") == 5  # the copies that step reads
+
+    monkeypatch.setattr(jobs_sync_rollback, "claim_forward_runs", claim)
+    rollout_rows.set_rollout(ctx.db, job.job_id, 0, "other operator")
+    assert rollback_job(ctx, job.job_id, actor="tester")["action"] == "rolled_back"
+    with pytest.raises(StateError, match=f"job {job.job_id} was rolled back"):
+        rollout_rows.set_rollout(ctx.db, job.job_id, 5, "late operator")
