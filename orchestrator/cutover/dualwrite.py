@@ -351,7 +351,14 @@ class DualWriteIndex:
         head = self._current()
         self._maybe_report(head)
         ns = _stored(namespace)
-        target = _reads_target(self._runs.get(ns))
+        run = self._runs.get(ns)
+        if run is not None and run.target_namespace is None and run.cleanup is not None:
+            # No one namespace of the new index answers for it, and the old one is being emptied: said, not empty.
+            raise LookupError(
+                f"namespace {namespace!r} of job {self.job_id} is cleaned up: its records were routed per record to "
+                f"{', '.join(run.target_namespaces) or 'the new index'}; read those namespaces in the new index"
+            )
+        target = _reads_target(run)
         on_new = target is not None and reads_new(ns, int(head["percent"]))
         side, index, read_ns = (
             ("new", self.new, target) if on_new and target is not None else ("old", self.old, namespace)

@@ -257,6 +257,11 @@ def test_a_delete_in_a_cleaned_namespace_routed_per_record_finds_each_record_in_
     wrapper.delete(ids=["v1"], namespace="")
     assert new.deleted[-1] == ("creator_c1_twin_t1", ["v1"])
 
+    # A read has no one namespace of the new index to go to, and the old one is gone: said, not answered empty.
+    with pytest.raises(LookupError, match="creator_c1_twin_t1, creator_c2_twin_t2; read those namespaces"):
+        wrapper.query(vector=[0.1], top_k=1, namespace="")
+    assert ("query", "") not in old.calls
+
 
 def test_an_application_may_not_follow_later_than_a_cleanup_waits(ctx: WorkerContext, job_id: int) -> None:
     with pytest.raises(ValueError, match=r"max_age_s 5: give 0 to 2\.0 s"):
