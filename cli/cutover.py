@@ -120,19 +120,26 @@ def set_cmd(
     if warmed["warmed"]:
         detail["warmed"] = warmed["warmed"]
         _print_warmed(warmed)
-    outcome = _point(ctx, job_id, wanted) if by_alias else None
-    if outcome is not None:
-        detail["aliases"] = outcome.targets
-    try:
-        rollout = rollout_rows.set_rollout(ctx.db, job_id, wanted, default_actor(), rails=rails, forced=force, **detail)
-    except StateError as e:  # the rails, or a source a cleanup deleted: a refused check, not bad input
-        if outcome is not None:  # a cleanup started while the aliases moved: they go back to the recorded step
-            _point(ctx, job_id, before.percent)
-        raise fail(str(e), 1) from e
-    console.print(f"job {job_id}: reads {rollout.percent} % new" + _full_since(rollout.full_since))
-    if outcome is not None:
-        _print_aliases(outcome, wanted)
-    _publish(ctx, job_id)
+    with published.moving_reads(ctx.redis, job_id):  # a watch's roll back may have moved reads while this warmed
+        before = rollout_rows.rollout_of(ctx.db, job_id)
+        refused = rollout_rows.refusal(ctx.db, job_id, wanted, rails, forced=force)
+        if refused is not None:
+            raise fail(refused, 1)
+        outcome = _point(ctx, job_id, wanted) if by_alias else None
+        if outcome is not None:
+            detail["aliases"] = outcome.targets
+        try:
+            rollout = rollout_rows.set_rollout(
+                ctx.db, job_id, wanted, default_actor(), rails=rails, forced=force, **detail
+            )
+        except StateError as e:  # the rails, or a source a cleanup deleted: a refused check, not bad input
+            if outcome is not None:  # a cleanup started while the aliases moved: they go back to the recorded step
+                _point(ctx, job_id, before.percent)
+            raise fail(str(e), 1) from e
+        console.print(f"job {job_id}: reads {rollout.percent} % new" + _full_since(rollout.full_since))
+        if outcome is not None:
+            _print_aliases(outcome, wanted)
+        _publish(ctx, job_id)
 
 
 def _print_warmed(warmed: dict[str, Any]) -> None:

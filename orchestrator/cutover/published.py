@@ -156,6 +156,17 @@ def publish(db: Database, redis: Any, job_id: int) -> dict[str, Any]:
     return head
 
 
+#: How long one move of a job's reads (aliases repointed, the step recorded, published) may hold its lock (seconds).
+MOVE_LOCK_S = 600
+
+
+def moving_reads(redis: Any, job_id: int) -> Any:
+    """Held while reads of job ``job_id`` move (``cutover set``, a watch's roll back): its aliases repointed, the step
+    recorded and published as one move, so a move that raced another never leaves the aliases at one step and the
+    rollout at another. Whoever holds it reads the rollout again inside."""
+    return redis.lock(lock_key(f"cutover:{job_id}:moves"), timeout=MOVE_LOCK_S, blocking_timeout=MOVE_LOCK_S)
+
+
 def publish_if_followed(db: Database, redis: Any, job_id: int) -> bool:
     """``publish`` again when job ``job_id``'s cut-over was published before (its applications follow it: runs
     added to the job are then dual-written too); whether it was."""

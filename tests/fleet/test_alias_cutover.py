@@ -435,3 +435,39 @@ def test_an_erased_twins_aliases_are_not_made_again_and_the_rest_move_on_and_bac
     back = set_reads(stack, job_id, "old")
     assert back.exit_code == 0, back.output
     assert alias_targets(stack) == {"live.ns1": "ns1", "live.ns2": "ns2"}
+
+
+def test_a_roll_back_while_a_step_warms_up_leaves_the_aliases_where_the_rollout_is(
+    stack: Stack, worker_context: Callable[..., WorkerContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cutover set --percent 50` warms the targets for seconds; a watch's roll back to 0 % lands meanwhile. The step
+    reads the rollout again under the move's lock and is refused before any alias moves (from 0 % the next step is
+    5 %); before, it moved them, was refused by the rails, and pointed them back to the 25 % it had read first, which
+    the rollout no longer was."""
+    from nsmigrate.cli import cutover as cutover_command
+    from nsmigrate.orchestrator.cutover import published
+    from nsmigrate.orchestrator.cutover import rollout as rollout_rows
+    from nsmigrate.workers.steps.alias_cutover import point_aliases
+
+    db, job_id = in_place(stack)
+    assert cli(stack, "cutover", "aliases", str(job_id)).exit_code == 0
+    assert cli(stack, "cutover", "check", str(job_id)).exit_code == 0
+    for percent in ("5", "25"):
+        assert set_reads(stack, job_id, "new", "--percent", percent).exit_code == 0
+    ctx = worker_context(stack.database_url, stack.redis_url)
+    warm = cutover_command.warm_step
+
+    def warm_then_rolled_back(*args: Any, **kwargs: Any) -> Any:
+        warmed = warm(*args, **kwargs)
+        with published.moving_reads(ctx.redis, job_id):  # the watch's roll back, as it moves reads
+            point_aliases(ctx, job_id, 0)
+            rollout_rows.set_rollout(ctx.db, job_id, 0, "watch", reason="breach")
+        return warmed
+
+    monkeypatch.setattr(cutover_command, "warm_step", warm_then_rolled_back)
+    moved = set_reads(stack, job_id, "new", "--percent", "50")
+
+    assert moved.exit_code == 1, moved.output
+    assert "from 0 % the next step is 5 %" in " ".join(moved.output.split()), moved.output
+    assert rollout_rows.rollout_of(db, job_id).percent == 0
+    assert alias_targets(stack) == {alias: alias.removeprefix("live.") for alias in ALIASES}

@@ -204,8 +204,15 @@ def _roll_back(
 ) -> dict[str, Any]:
     """Record the breach, then move reads back to the last good step: aliases first (what the application reads),
     then the rollout (what every ``DualWriteIndex`` follows and the rails read)."""
-    fallback = fallback_percent(rollout_rows.percents_of(ctx.db, job_id))
     rollout_rows.record_breach(ctx.db, job_id, actor, percent=percent, problems=problems, window=figures)
+    with published.moving_reads(ctx.redis, job_id):  # an operator's `cutover set` moves reads under it too
+        return _move_back(ctx, spec, job_id, problems, actor)
+
+
+def _move_back(ctx: WorkerContext, spec: JobSpec, job_id: int, problems: list[str], actor: str) -> dict[str, Any]:
+    """``_roll_back``'s move, under the job's move lock: from the step recorded now to the last good one before it."""
+    percents = rollout_rows.percents_of(ctx.db, job_id)
+    percent, fallback = (percents[-1] if percents else 0), fallback_percent(percents)
     detail: dict[str, Any] = {"reason": f"breach: {'; '.join(problems)}", "rolled_back_from": percent}
     moving = False
     try:
