@@ -72,6 +72,12 @@ def retry(
     `events`). --wait: then watch the job until it settles. A job that was cancelled or rolled back is refused
     (exit 1): start a new job with `nsmigrate run SPEC`."""
     resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
+    if ns is not None and not jobs_and_runs.runs_of(database, job_id, ns):
+        have = [display_namespace(r.source_namespace) for r in jobs_and_runs.runs_of(database, job_id)]
+        raise fail(
+            f"job {job_id} has no namespace {namespace!r}; it has {len(have)}: {shown_namespaces(have) or '(none)'} "
+            f"— give one of those (`nsmigrate status {job_id}` lists them); nothing was re-queued"
+        )
     fleet = dispatcher(resolved)
     listers = launch.retry_failed_listers(database, fleet, job_id, ns)
     batches = launch.retry_failed(database, fleet, job_id, ns)
@@ -95,6 +101,10 @@ def resume(
 ) -> None:
     """Re-enqueue all unfinished work of JOB (after workers, Redis or the orchestrator died). Safe to repeat.
 
+    Namespaces whose own checks are still under way are left to the process checking them (its `nsmigrate run`, or
+    a worker's planner), which sends each as its check passes; once that process is gone they are refused (cancelled,
+    with the reason): copy them with a new job (`nsmigrate run SPEC --new`).
+
     A job that was cancelled or rolled back is refused (exit 1): start a new job with `nsmigrate run SPEC`."""
     resolved = settings(database_url, redis_url)
     database = db(resolved)
@@ -105,6 +115,16 @@ def resume(
         f"job {job_id}: re-queued {counts['listers']} listers, {counts['batches']} batches, "
         f"{counts['verifications']} verifications{cleanups}"
     )
+    if counts.get("checking"):
+        console.print(
+            f"  {counts['checking']} namespaces are still being checked by the process planning the job: it sends "
+            "each as its check passes (resume again if that process is gone)"
+        )
+    if counts.get("refused"):
+        console.print(
+            f"  {counts['refused']} namespaces refused: the process planning the job stopped before their own checks "
+            f"ended; copy them with a new job (`nsmigrate run SPEC --new`; `nsmigrate events {job_id}` names them)"
+        )
     if wait:
         raise typer.Exit(watch_until_settled(database, job_id, resolved.redis_url))
 

@@ -212,7 +212,7 @@ class Starting:
         jobs_and_runs.finish_namespace_checks(self.db, self.job_id, passed, refused, self.actor)
         if passed:
             send_work(self.db, self.dispatcher, self.job_id, spec, passed, settings=self.settings)
-        self.refused.update(refused)
+        self.refused.update(refused | recovery.refused_meanwhile(self.db, self.job_id, passed))
 
     def done(self, checked: int) -> None:
         actor = self.actor or default_actor()
@@ -313,7 +313,8 @@ def _prepare(
 def prepare_and_start(spec: JobSpec, open_store: StoreOpener, starting: Starting, settings: Settings) -> Prepared:
     """Plan ``spec`` (whose catalogue paths are absolute: a stored spec) and hand it to ``starting`` as ``_prepare``
     does for a new job: a ``Starting`` that writes elsewhere (``orchestrator.late_runs``) takes the same checks."""
-    return _prepare(spec, open_store, None, None, None, starting, settings)
+    with recovery.planning(starting.db, spec.name):
+        return _prepare(spec, open_store, None, None, None, starting, settings)
 
 
 def _started(prepared: Prepared, starting: Starting | None, checking: Collection[str]) -> Prepared:
@@ -502,7 +503,8 @@ def start_or_resume(
             hint="`nsmigrate jobs` lists the jobs; run without --resume to start a new one with this spec",
         )
     starting = Starting(db, dispatcher, actor, before_write, settings)
-    prepared = _prepare(spec, open_store, spec_dir, open_control, marks, starting, settings)
+    with recovery.planning(db, spec.name):  # `resume` leaves the namespaces this process checks to it
+        prepared = _prepare(spec, open_store, spec_dir, open_control, marks, starting, settings)
     return Started(starting.job_id, prepared=prepared, refused=starting.refused)
 
 

@@ -31,9 +31,12 @@ anything: it sends again, as a task, whatever the job table says is still to do.
    timeout. A job that was cancelled or rolled back is never taken up again (``jobs_and_runs.refuse_stopped``).
 
 ``resume`` is the one place that turns "what the job table says is left" into messages; 2 and 3 both go through it.
-A namespace left ``checking`` (the planning process stopped before its own checks ended, ``launch.start_or_resume``)
-has nothing recorded to send again and must not be copied unchecked: an operator's ``resume`` refuses it, saying to
-run the spec again.
+A namespace still ``checking`` (its own checks under way in the process that plans the job, ``launch.start_or_resume``)
+has nothing recorded to send again and must not be copied unchecked. While that process lives (it holds its job's
+``planning`` lock) the namespace is left to it: it sends or refuses it as its check ends. Once it is gone, an
+operator's ``resume`` refuses the namespace, saying to copy it with a new job; a process that was only cut off from
+the job table and checks it afterwards says so too (``refused_meanwhile``). Either way the job is judged again after
+(``maybe_finish_job``): refusing its last open runs may finish it.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -75,6 +78,56 @@ from nsmigrate.orchestrator.states import ACTIVE_BATCH_STATES, AWAITING_VERDICT_
 
 log = logging.getLogger(__name__)
 
+#: The advisory lock a process planning a job holds, shared, from before it writes the job until the job's own
+#: namespace checks ended (``planning``): its first key; the second is the job name's ``hashtext``.
+PLANNING_LOCK = 7316003
+# The lock's session asks Postgres to end it, and the lock, within a minute of its client's host going away without
+# a word (a killed process's socket is closed at once); the system's default waits two hours.
+_HOLD_PLANNING = sa.text(
+    "SELECT set_config('tcp_keepalives_idle', '30', false), set_config('tcp_keepalives_interval', '10', false), "
+    f"set_config('tcp_keepalives_count', '3', false), pg_advisory_lock_shared({PLANNING_LOCK}, hashtext(:name))"
+)
+_NAME_OF_JOB = "(SELECT hashtext(name) FROM jobs WHERE id = :job_id)"
+_TRY_PLANNING = sa.text(f"SELECT pg_try_advisory_lock({PLANNING_LOCK}, {_NAME_OF_JOB})")
+_END_TRY = sa.text(f"SELECT pg_advisory_unlock({PLANNING_LOCK}, {_NAME_OF_JOB})")
+#: Why ``resume`` refuses a namespace whose checks the process planning its job did not end.
+PLANNING_STOPPED = (
+    "its own checks did not end (the process planning the job stopped first); copy it with a new job: "
+    "`nsmigrate run SPEC --new`"
+)
+
+
+@contextlib.contextmanager
+def planning(db: jobs_database.Database, job_name: str) -> Iterator[None]:
+    """Held by a process that plans a job named ``job_name`` and checks its namespaces (``launch.start_or_resume``):
+    while it is, ``resume`` leaves the job's ``checking`` runs to it. A lock of the process's own session, on a
+    connection of its own: it needs no refreshing, and it ends with the process (with its session)."""
+    conn = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")  # not idle in a transaction
+    try:
+        conn.execute(_HOLD_PLANNING, {"name": job_name})
+        yield
+    finally:
+        conn.invalidate()  # its session ends, and the lock with it, whatever became of the connection
+        conn.close()
+
+
+def refused_meanwhile(db: jobs_database.Database, job_id: int, passed: Collection[str]) -> dict[str, str]:
+    """Of ``passed``, the source namespaces whose checks just passed, those a ``resume`` refused meanwhile, finding
+    the process planning them gone (it had lost its job-table session: ``planning`` with it), and why: that process
+    says so (``launch.Starting.checked``) instead of dropping them without a word."""
+    if not passed:
+        return {}
+    refused = sa.select(NamespaceRun.source_namespace).where(
+        NamespaceRun.job_id == job_id,
+        NamespaceRun.source_namespace.in_(list(passed)),
+        NamespaceRun.state == RunState.CANCELLED,
+        NamespaceRun.last_error == PLANNING_STOPPED,
+    )
+    why = "its checks passed, but `nsmigrate resume` had refused it meanwhile (this process had lost its job-table "
+    why += "session, so it took it for stopped); copy it with a new job: `nsmigrate run SPEC --new`"
+    with db.transaction() as s:
+        return dict.fromkeys(s.scalars(refused), why)
+
 
 def resume(
     db: jobs_database.Database,
@@ -89,6 +142,8 @@ def resume(
     """Re-enqueue everything a job still has to do: unfinished listers, queued/running batches, verifications of
     copied runs. Safe to repeat: batches are idempotent and listers take a lock and resume from their saved token.
     A resumed lister waits out the lock of a lister that was killed (it expires within ``lister_lock_ttl_s``).
+    Runs still ``checking`` are left to the process planning the job while it lives, else refused (``_settle_checks``;
+    counted as ``checking`` or ``refused``); the job is then judged again (``maybe_finish_job``).
 
     ``only_runs``: just these namespace runs. ``together``: send the tasks in one round trip (``Dispatcher.together``;
     a worker, whose pooled broker connections may predate a Redis restart, sends them one by one). ``action``: the
@@ -110,10 +165,8 @@ def resume(
         return _resume_collection(db, dispatcher, job_id, strategy, action, actor)
     listing, batches = jobs_batches.unfinished_work(db, job_id)
     runs = {r.id: r for r in jobs_and_runs.runs_of(db, job_id)}
-    unchecked = [r.source_namespace for r in runs.values() if r.state == RunState.CHECKING]
-    if unchecked and only_runs is None:
-        why = "its own checks did not end (planning stopped); copy it with a new job: `nsmigrate run SPEC --new`"
-        jobs_and_runs.finish_namespace_checks(db, job_id, (), dict.fromkeys(unchecked, why), actor)
+    checking = sum(r.state == RunState.CHECKING for r in runs.values())
+    checks = _settle_checks(db, job_id, checking, actor) if checking and only_runs is None else {}
     to_verify = jobs_and_runs.runs_in_state(db, job_id, *AWAITING_VERDICT_RUN_STATES)
     copying = jobs_and_runs.runs_in_state(db, job_id, RunState.COPYING)
     to_clean = jobs_verdicts.auto_cleanups_owed(db, job_id)
@@ -144,11 +197,27 @@ def resume(
             dispatcher.verify_namespace(
                 run_id, job_id=job_id, namespace=display_namespace(runs[run_id].source_namespace)
             )
-    sent = {"listers": len(listing), "batches": len(batches), "verifications": len(to_verify)}
+    sent = {"listers": len(listing), "batches": len(batches), "verifications": len(to_verify), **checks}
     if to_clean:
         sent["cleanups"] = len(to_clean)
     jobs_and_runs.record_event(db, action, actor or default_actor(), job_id, **sent)
+    jobs_and_runs.maybe_finish_job(db, job_id)  # runs refused here, or ended before a death that skipped this
     return sent
+
+
+def _settle_checks(db: jobs_database.Database, job_id: int, checking: int, actor: str | None) -> dict[str, int]:
+    """The job's ``checking`` runs: left to the process planning it while it holds ``planning`` ({"checking": n}),
+    else refused ({"refused": n}), under that lock taken alone so that no process starts planning the job meanwhile."""
+    with db.single_statement() as conn:
+        if not conn.execute(_TRY_PLANNING, {"job_id": job_id}).scalar():
+            return {"checking": checking}
+        try:
+            unchecked = [r.source_namespace for r in jobs_and_runs.runs_of(db, job_id) if r.state == RunState.CHECKING]
+            refused = dict.fromkeys(unchecked, PLANNING_STOPPED)
+            jobs_and_runs.finish_namespace_checks(db, job_id, (), refused, actor)
+        finally:
+            conn.execute(_END_TRY, {"job_id": job_id})
+    return {"refused": len(unchecked)}
 
 
 def _resume_collection(

@@ -76,17 +76,15 @@ class BatchWork:
 # A copy's two transitions run on the tables with statements built once, like the lister's (see `_START_LISTING`).
 _THE_BATCH = _batches.c.id == sa.bindparam("batch_id")
 _IDS_OF_BATCH = sa.select(_batches.c.ids).where(_THE_BATCH)
-_BATCH_EXISTS = sa.select(_batches.c.id).where(_THE_BATCH)
 # Starting a batch is one statement, so one round trip: it locks the batch, then its run (FOR SHARE: a concurrent
 # cancel_job, an UPDATE of that row, either waits for the start or commits first and is seen, so no batch starts
 # after `cancel` returned; batches of one run still start side by side), and marks the batch running unless it is
 # done or the run cancelled. Batch before run, as `finish_batch` locks them. A redelivered message that finds its
 # batch still `running` counts a lost attempt: the worker that had it died before it ended the batch (an out-of-memory
-# kill, SIGKILL, a host lost); Celery's retry after an outage is a new message, never counted. Its state before is read
-# where its row is locked: the statement's snapshot predates the wait, and a failure committed meanwhile.
-_batch_to_start = (
-    sa.select(_batches.c.run_id, _batches.c.state).where(_THE_BATCH).with_for_update().cte("batch_to_start")
-)
+# kill, SIGKILL, a host lost); Celery's retry after an outage is a new message, never counted. A `failed` batch (found
+# so once its row is locked, a failure committed meanwhile included) is started only with `failed_too`, in the
+# transaction that takes its ids off its run's failed count (``start_batch``).
+_batch_to_start = sa.select(_batches.c.run_id).where(_THE_BATCH).with_for_update().cte("batch_to_start")
 #: What a copy needs of its batch's run, beside the run's id and state.
 _RUN_FOR_COPY = (
     _runs.c.job_id,
@@ -108,6 +106,7 @@ _START_BATCH = (
     .where(
         _batches.c.id == sa.bindparam("batch_id"),
         _batches.c.state != BatchState.DONE,
+        sa.or_(_batches.c.state != BatchState.FAILED, sa.bindparam("failed_too", type_=sa.Boolean)),
         _batches.c.run_id == _run_of_batch.c.id,
         _batches.c.run_id == _batch_to_start.c.run_id,
         _run_of_batch.c.state != RunState.CANCELLED,
@@ -138,10 +137,9 @@ _START_BATCH = (
         _run_of_batch.c.listing_done,
         _run_of_batch.c.batches_total,
         erasure_ledger.LEDGER_KEY.label("ledger_key"),
-        # The state before this start: a failed batch started again leaves the run's failed count.
-        _batch_to_start.c.state.label("was"),
     )
 )
+_FAILED_IDS = sa.select(_batches.c.ids).where(_THE_BATCH, _batches.c.state == BatchState.FAILED).with_for_update()
 _FAILED_LESS = sa.func.greatest(0, _runs.c.failed - sa.bindparam("ids_failed", type_=sa.Integer))
 _UNCOUNT_FAILED = sa.update(_runs).where(_runs.c.id == sa.bindparam("run_id")).values(failed=_FAILED_LESS)
 # Finishing a batch is one autocommit statement, so that no row lock waits on the worker between two round trips: a
@@ -302,17 +300,33 @@ _BATCH_STATE = sa.select(_batches.c.state, _batches.c.run_id).where(_batches.c.i
 def start_batch(db: Database, batch_id: int, worker: str, *, redelivered: bool = False) -> BatchWork | None:
     """queued/running/failed → running (attempts + 1). None when the batch is done or its run was cancelled, so a
     redelivered or duplicate task does nothing. ``redelivered``: Redis handed this message out again (its worker
-    never acknowledged it); found still ``running``, the batch counts a lost attempt (``BatchWork.lost_attempts``)."""
-    params = {"batch_id": batch_id, "worker": worker, "now": utcnow(), "redelivered": redelivered}
+    never acknowledged it); found still ``running``, the batch counts a lost attempt (``BatchWork.lost_attempts``).
+    A ``failed`` batch (a message sent before it failed) leaves its run's failed count as it starts, as on retry."""
+    params = {"batch_id": batch_id, "worker": worker, "now": utcnow(), "redelivered": redelivered, "failed_too": False}
     with db.single_statement() as conn:
         row = conn.execute(_START_BATCH, params).one_or_none()
-        if row is None:  # done, cancelled or missing: only the last is an error
-            if conn.execute(_BATCH_EXISTS, {"batch_id": batch_id}).scalar() is None:
-                raise NotFound(f"batch {batch_id} does not exist", batch_id=batch_id)
-            return None
-        if row.was == BatchState.FAILED:  # a message sent before it failed: it leaves the failed count, as on retry
-            conn.execute(_UNCOUNT_FAILED, {"run_id": row.run_id, "ids_failed": len(row.ids)})
-    return _work_of(db, row, batch_id, row.run_id, row.ids)
+        found = None if row is not None else conn.execute(_BATCH_STATE, {"batch_id": batch_id}).one_or_none()
+    if found is not None and found.state == BatchState.FAILED:
+        row = _start_failed(db, found.run_id, {**params, "failed_too": True})
+    elif row is None and found is None:
+        raise NotFound(f"batch {batch_id} does not exist", batch_id=batch_id)
+    return None if row is None else _work_of(db, row, batch_id, row.run_id, row.ids)  # None: done or cancelled
+
+
+def _start_failed(db: Database, run_id: int, params: dict[str, Any]) -> Any:
+    """A failed batch started and its ids taken off its run's failed count in one transaction (two commits, a death
+    between them, and the next delivery would find it running and leave its ids counted as failed for good). Its row,
+    then its run's, locked first, as the batch's other statements lock them; nothing is kept if its run is cancelled."""
+    with db.engine.connect() as conn:
+        ids = conn.execute(_FAILED_IDS, params).scalar()  # None: retried meanwhile, and taken off the count then
+        if ids is not None:
+            conn.execute(_UNCOUNT_FAILED, {"run_id": run_id, "ids_failed": len(ids)})
+        row = conn.execute(_START_BATCH, params).one_or_none()
+        if row is None:
+            conn.rollback()
+        else:
+            conn.commit()
+    return row
 
 
 def _work_of(db: Database, row: Any, batch_id: int, run_id: int, ids: Sequence[str]) -> BatchWork:
@@ -497,7 +511,7 @@ def compile_task_statements(db: Database) -> None:
     no_rows: list[tuple[sa.Executable, dict[str, Any]]] = [
         (_START_LISTING, {"run_id": -1}),
         (_RECORD_PAGE_OF_ONE_BATCH, {**page, "listing_state": RunState.LISTING.value, "now": now, "ids": []}),
-        (_START_BATCH, {"batch_id": -1, "worker": "", "now": now, "redelivered": False}),
+        (_START_BATCH, {"batch_id": -1, "worker": "", "now": now, "redelivered": False, "failed_too": False}),
         (
             _RECORD_AND_CLAIM_BATCH,
             {**page, "listing_state": RunState.LISTING.value, "now": now, "ids": [], "worker": ""},
@@ -563,37 +577,17 @@ def requeue_failed(
                 _move_run(run, RunState.COPYING)
             out.append((run.id, batch.id))
             namespaces.add(run.source_namespace)
-        add_event(
-            s,
-            "retry",
-            actor or default_actor(),
-            job_id,
-            namespace=namespace,
-            namespaces=sorted(namespaces),
-            batches=len(out),
-        )
+        who = actor or default_actor()
+        add_event(s, "retry", who, job_id, namespace=namespace, namespaces=sorted(namespaces), batches=len(out))
         return out
 
 
 def unfinished_work(db: Database, job_id: int) -> tuple[list[int], list[tuple[int, int]]]:
     """For resume: runs whose listing is unfinished, and (run_id, batch_id) of batches queued or running."""
+    listable = NamespaceRun.state.in_(LISTABLE_RUN_STATES)
+    unlisted = sa.select(NamespaceRun.id).where(NamespaceRun.job_id == job_id, ~NamespaceRun.listing_done, listable)
+    active = sa.select(Batch.run_id, Batch.id).where(
+        Batch.state.in_(ACTIVE_BATCH_STATES), _of_the_jobs_runs(job_id, _job_runs.c.state != RunState.CANCELLED)
+    )
     with db.transaction() as s:
-        listing = list(
-            s.scalars(
-                sa.select(NamespaceRun.id).where(
-                    NamespaceRun.job_id == job_id,
-                    NamespaceRun.listing_done.is_(False),
-                    NamespaceRun.state.in_(LISTABLE_RUN_STATES),
-                )
-            )
-        )
-        batches = [
-            (r, b)
-            for r, b in s.execute(
-                sa.select(Batch.run_id, Batch.id).where(
-                    Batch.state.in_(ACTIVE_BATCH_STATES),
-                    _of_the_jobs_runs(job_id, _job_runs.c.state != RunState.CANCELLED),
-                )
-            ).all()
-        ]
-        return listing, batches
+        return list(s.scalars(unlisted)), [(r, b) for r, b in s.execute(active).all()]

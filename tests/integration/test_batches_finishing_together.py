@@ -188,3 +188,40 @@ def test_a_start_waiting_on_a_failure_that_commits_meanwhile_takes_its_ids_off_t
     jobs_batches.finish_batch(db, batch_id, vectors=2, missing=0, nbytes=8, targets=["ns0"], max_in_flight=4)
     run = jobs_and_runs.get_run(db, run_id)
     assert (run.state, run.copied, run.failed) == (RunState.COPIED, 2, 0)
+
+
+class CutOff(Exception):
+    """The worker's death, or its connection's, at one statement (``cut_off_at``)."""
+
+
+def cut_off_at(prefix: str) -> Callable[..., None]:
+    def hook(conn: sa.Connection, cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith(prefix):
+            raise CutOff(prefix)
+
+    return hook
+
+
+def test_a_start_cut_off_before_a_failed_batchs_ids_left_the_count_leaves_the_count_to_the_next_delivery(
+    db: jobs_database.Database,
+) -> None:
+    # A message sent before its batch failed starts it again, and the batch's ids leave its run's failed count: both
+    # or neither. The worker dies (or its connection drops) where the count is changed; Redis hands the message out
+    # again, and that delivery must still take the ids off, or the run says 2 failed for good once the batch is done.
+    _, run_id, batch_id = one_listed_batch(db)
+    assert jobs_batches.start_batch(db, batch_id, "w1") is not None
+    jobs_batches.fail_batch(db, batch_id, "the target refused it", actor="w1")
+    assert jobs_and_runs.get_run(db, run_id).failed == 2
+    hook = cut_off_at("UPDATE namespace_runs SET failed=")
+    sa.event.listen(db.engine, "before_cursor_execute", hook)
+    try:
+        with pytest.raises(CutOff):
+            jobs_batches.start_batch(db, batch_id, "w2")
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", hook)
+
+    assert jobs_batches.start_batch(db, batch_id, "w2", redelivered=True) is not None
+    assert jobs_and_runs.get_run(db, run_id).failed == 0
+    jobs_batches.finish_batch(db, batch_id, vectors=2, missing=0, nbytes=8, targets=["ns0"], max_in_flight=4)
+    run = jobs_and_runs.get_run(db, run_id)
+    assert (run.state, run.copied, run.failed) == (RunState.COPIED, 2, 0)

@@ -23,11 +23,14 @@ from typer.testing import CliRunner
 
 from nsmigrate.cli.main import COMMANDS as COMMAND_TABLE
 from nsmigrate.cli.main import app, load_command
+from nsmigrate.orchestrator import recovery
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.messaging.task_names import Queue
 from nsmigrate.orchestrator.models import RunState
+from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.services import RedisServer, free_port
 
@@ -236,6 +239,38 @@ def test_status_json_of_a_job_without_workers_shows_it_pending(cli: Cli) -> None
     assert status["totals"]["source"] == 2 * PER_NAMESPACE and status["totals"]["copied"] == 0
     # One lister per namespace waits on the `list` queue for a worker.
     assert redis_lib.Redis.from_url(cli.redis_url).llen(Queue.LIST.value) == len(NAMESPACES)
+
+
+def test_retry_of_a_namespace_the_job_does_not_have_is_refused_naming_its_namespaces(cli: Cli) -> None:
+    job_id = run_job(cli)
+
+    message = one_line(error_of(cli("retry", str(job_id), "--namespace", "typo")))
+
+    assert f"job {job_id} has no namespace 'typo'" in message and "ns0" in message and "ns1" in message
+    assert "nothing was re-queued" in message
+    db = jobs_database.Database(cli.database_url, create=False)
+    try:  # no `retry` event saying it re-queued nothing, as if the namespace were the job's
+        assert [e["action"] for e in jobs_status.events_of(db, job_id)] == ["job_created"]
+    finally:
+        db.dispose()
+
+
+def test_resume_says_which_checking_namespaces_it_left_to_their_planner_and_which_it_refused(cli: Cli) -> None:
+    db = jobs_database.Database(cli.database_url)  # the job table made, as a command makes it
+    plan = Plan([NamespacePlan(ns, ns, 3, 1) for ns in NAMESPACES], Estimate(0, 0, 0, 0, 0, 0.0))
+    spec = parse_spec(cli.spec_data())
+    job_id = jobs_and_runs.create_job(db, spec, plan, source_label="src", target_label="dst", checking={"ns0"})
+    try:
+        with recovery.planning(db, spec.name):  # the process planning the job still checks ns0
+            left = cli("resume", str(job_id))
+        refused = cli("resume", str(job_id))  # it is gone
+    finally:
+        db.dispose()
+
+    assert left.exit_code == 0 and refused.exit_code == 0, (left.output, refused.output)
+    assert "1 namespaces are still being checked by the process planning the job" in " ".join(left.output.split())
+    said = " ".join(refused.output.split())
+    assert "1 namespaces refused" in said and "--new" in said and f"nsmigrate events {job_id}" in said
 
 
 def test_status_of_an_unknown_job_says_how_to_find_jobs(cli: Cli) -> None:

@@ -133,6 +133,7 @@ WORKING: dict[str, str] = {
     "orchestrator/planning/reads.py:PAGES_AHEAD": "bounds planning's memory for a routed namespace",
     "orchestrator/jobs/jobs_and_runs.py:ROWS_PER_INSERT": "rows per INSERT, sends per round trip",
     "orchestrator/jobs/jobs_and_runs.py:JOB_CREATION_LOCK": "an advisory lock's key, distinct from the schema's",
+    "orchestrator/recovery.py:PLANNING_LOCK": "an advisory lock's key, distinct from the schema's and job creation's",
     "orchestrator/launch.py:FIRST_SENDS": "a launch's first round trip: a task for each of a default fleet's threads",
     "orchestrator/tenancy/creator_mapping.py:SUPABASE_PAGE_ROWS": "rows asked per request (the server may send fewer)",
     "orchestrator/tenancy/tenant_guard.py:SEARCH_THREADS": "one search's fan-out over a creator's twins",
