@@ -128,8 +128,11 @@ def children_cpu() -> float:
 
 def run_peer(plane: DataPlane, budgets: Budgets) -> tuple[float, float]:
     """``python -m bench.peer`` from source to its index; the user's clock (its start, interpreter and imports
-    included, to its last write answered: the fleet's user clock ends at its last batch too), and its own clock."""
+    included, to its last write answered: the fleet's user clock ends at its last batch too), and its own clock.
+    It reads as the fleet does: by query where ``NSMIGRATE_WHOLE_READS`` (the fleet's setting) is true, else fetched."""
     command = [sys.executable, "-m", "bench.peer", "--source", plane.hosts["src"], "--target", plane.hosts["peer"]]
+    if os.environ.get("NSMIGRATE_WHOLE_READS", "false").lower() not in ("1", "true", "yes"):
+        command.append("--fetch-only")
     env = dict(os.environ, PINECONE_API_KEY=SANDBOX_API_KEY)
     started = time.time()
     done = subprocess.run([*command, "--budgets", json.dumps(asdict(budgets))], env=env, capture_output=True, text=True)

@@ -138,6 +138,14 @@ class Settings(BaseSettings):
         description="A job's small namespaces are cut into no fewer tasks than this (or one per namespace): fewer "
         "tasks than the fleet's threads leave some idle (the default fleet has 32 copy threads).",
     )
+    whole_reads: bool = Field(
+        False,
+        description="Read a small namespace listed whole in one page by one query (values and metadata, from the "
+        "namespace's query budget) instead of a fetch (the index's 100 a second), kept only when it returned every "
+        "listed id: a job of many small namespaces is then bound by its listing. A query reads as the listing does, "
+        "up to the index's lag behind its writes, where a fetch reads the latest: for a source the application no "
+        "longer writes.",
+    )
     small_group_threads: int = Field(
         8,
         ge=1,

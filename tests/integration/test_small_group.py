@@ -121,20 +121,17 @@ def statements_on(db: jobs_database.Database) -> Iterator[list[str]]:
         sa.event.remove(db.engine, "before_cursor_execute", record)
 
 
-def queries_find_nothing(sandbox: PineconeSandbox) -> None:
-    """Every query of the source misses every record (a search is approximate): each run's records are fetched."""
-    sandbox.set_faults("src", dataclasses.replace(sandbox.faults("src"), query_miss_fraction=1.0))
-
-
 def state(ctx: WorkerContext, run_id: int) -> RunState:
     return RunState(jobs_and_runs.get_run(ctx.db, run_id).state)
 
 
+@pytest.mark.parametrize("whole_reads", [False, True], ids=["fetched", "read by query"])
 def test_a_group_lists_and_copies_each_run_through_its_usual_states(
-    ctx: WorkerContext, sandbox: PineconeSandbox
+    ctx: WorkerContext, sandbox: PineconeSandbox, whole_reads: bool
 ) -> None:
     ids = {"a": 3, "b": 1, "c": 100}  # 100: a whole page and a whole batch
     job_id, runs = small_job(ctx, sandbox, ids)
+    ctx.settings = ctx.settings.model_copy(update={"whole_reads": whole_reads})
 
     copy_small_runs(ctx, list(runs.values()))
 
@@ -152,9 +149,10 @@ def test_a_group_lists_and_copies_each_run_through_its_usual_states(
     # listing and its copy.
     assert sent(ctx) == [("verify", run_id) for run_id in runs.values()]
     assert isinstance(ctx.dispatcher, SentTasks) and ctx.dispatcher.verify_groups == [list(runs.values())]
-    # Each namespace, listed whole, read by one query (``whole_reads``): none takes a fetch of the index's budget.
+    # With whole reads, each namespace, listed whole, is read by one query: none takes a fetch of the index's budget.
     requests = sandbox.stats("src")["requests"]
-    assert (requests["list"], requests["query"], requests.get("fetch", 0)) == (3, 3, 0)
+    reads = (0, 3) if whole_reads else (3, 0)
+    assert (requests["list"], requests.get("fetch", 0), requests.get("query", 0)) == (3, *reads)
 
 
 def test_a_namespace_a_query_read_only_in_part_is_fetched_whole(ctx: WorkerContext, sandbox: PineconeSandbox) -> None:
@@ -162,6 +160,7 @@ def test_a_namespace_a_query_read_only_in_part_is_fetched_whole(ctx: WorkerConte
     records are fetched, and each copied once, as they were before queries read them."""
     ids = {"a": 4, "b": 2}
     job_id, runs = small_job(ctx, sandbox, ids)
+    ctx.settings = ctx.settings.model_copy(update={"whole_reads": True})
     sandbox.set_faults("src", dataclasses.replace(sandbox.faults("src"), query_miss_fraction=0.5))
 
     copy_small_runs(ctx, list(runs.values()))
@@ -400,7 +399,6 @@ def test_a_run_fetches_before_it_starts_when_its_slot_is_free_and_starts_before_
     window after the first's."""
     job_id, runs = small_job(ctx, sandbox, {"a": 2, "b": 2}, rate={"read_rps": 1})
     ctx.settings = ctx.settings.model_copy(update={"small_group_threads": 2})
-    queries_find_nothing(sandbox)
 
     copy_small_runs(ctx, list(runs.values()))
 
@@ -427,7 +425,6 @@ def test_a_start_slowed_past_its_runs_fetch_slot_does_not_hold_the_fetch_back(
         return record_and_claim(*args, **kwargs)
 
     monkeypatch.setattr(jobs_batches, "record_and_claim_batch", slow_start)
-    queries_find_nothing(sandbox)
 
     copy_small_runs(ctx, list(runs.values()))
 

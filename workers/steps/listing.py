@@ -143,7 +143,8 @@ def read_ahead(ctx: WorkerContext, run_id: int, ahead: jobs_pages.Listing) -> Ea
         ids, token = _list_batch(source, ahead.source_namespace, ahead.list_token, spec)
         fetch = None
         through_worker = copying.fetches_through_worker(spec)
-        if ahead.list_token is None and token is None and through_worker:  # the whole namespace in one page
+        whole = ahead.list_token is None and token is None  # the whole namespace in one page
+        if whole and through_worker and ctx.settings.whole_reads:
             records = whole_reads.read_by_query(source, ahead.source_namespace, ids)
             fetch = None if records is None else copying.EarlyFetch(records=records)
         if fetch is None and ids and len(ids) <= FETCH_MAX_IDS and through_worker:
