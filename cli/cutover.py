@@ -106,11 +106,14 @@ def set_cmd(
     by_alias = limits.aliases is not None
     before = rollout_rows.rollout_of(ctx.db, job_id)
     if before.percent == wanted and (before.under_way or wanted == 0):  # a repeat: done (aliases put right)
-        console.print(f"job {job_id}: reads are {wanted} % new already: done" + _full_since(before.full_since))
-        if by_alias:
-            _print_aliases(_point(ctx, job_id, wanted), wanted)
-        _publish(ctx, job_id)
-        return
+        with published.moving_reads(ctx.redis, job_id):  # a watch's roll back may be moving them: asked again
+            if rollout_rows.rollout_of(ctx.db, job_id).percent == wanted:
+                console.print(f"job {job_id}: reads are {wanted} % new already: done" + _full_since(before.full_since))
+                if by_alias:
+                    _print_aliases(_point(ctx, job_id, wanted), wanted)
+                _publish(ctx, job_id)
+                return
+        before = rollout_rows.rollout_of(ctx.db, job_id)
     rails = limits if wanted > 0 else None
     refused = rollout_rows.refusal(ctx.db, job_id, wanted, rails, forced=force)
     if refused is not None:  # asked before an alias moves
@@ -193,12 +196,13 @@ def aliases(job: JobArg, database_url: DatabaseOpt = None, redis_url: RedisOpt =
     `cutover set` then repoints them, and no application change follows. Safe to repeat: an alias in place is left
     alone (exit code 1 when an alias of the job's names is someone else's: nothing is changed)."""
     ctx, job_id = _migrate_job(job, database_url, redis_url)
-    percent = rollout_rows.rollout_of(ctx.db, job_id).percent
-    outcome = _point(ctx, job_id, percent)
-    if outcome.created or outcome.repointed:
-        rollout_rows.record_aliases(
-            ctx.db, job_id, default_actor(), outcome.targets, outcome.created, outcome.repointed
-        )
+    with published.moving_reads(ctx.redis, job_id):  # where the rollout is, not where it was before a move
+        percent = rollout_rows.rollout_of(ctx.db, job_id).percent
+        outcome = _point(ctx, job_id, percent)
+        if outcome.created or outcome.repointed:
+            rollout_rows.record_aliases(
+                ctx.db, job_id, default_actor(), outcome.targets, outcome.created, outcome.repointed
+            )
     for route in outcome.routes:
         side = "new" if outcome.targets[route.name] == route.new else "old"
         console.print(

@@ -144,7 +144,7 @@ def publish(db: Database, redis: Any, job_id: int) -> dict[str, Any]:
             seq = s.scalar(
                 sa.select(sa.func.max(Event.id)).where(Event.job_id == job_id, Event.action == rollout_rows.SET)
             )
-            restored = rollout_rows.restored_by_rollback(s, job_id)
+            restored = rollout_rows.restored_by_rollback(s, job_id, verified=False)
         rollout = rollout_rows.rollout_of(db, job_id)
         layout = layout_of(job_id, spec, runs, restored)
         limits = {**_default_limits(), **(spec.get("cutover") or {})}

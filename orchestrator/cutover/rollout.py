@@ -103,9 +103,10 @@ def restored_sources(db: Database, job_id: int) -> set[str]:
         return restored_by_rollback(s, job_id)
 
 
-def restored_by_rollback(s: Any, job_id: int) -> set[str]:
+def restored_by_rollback(s: Any, job_id: int, *, verified: bool = True) -> set[str]:
     """The source namespaces of ``job_id`` that its newest rollback wrote back and verified equal to their copies
-    (``workers.steps.rollback``): reads may go back to them, as the rollback asks before it removes the copies."""
+    (``workers.steps.rollback``): reads may go back to them, as the rollback asks before it removes the copies.
+    ``verified`` False: those it wrote back, verified or not yet (they are there again: writes go to them too)."""
     newest = s.scalars(
         sa.select(Job.id)
         .where(Job.parent_job_id == job_id, Job.kind == JobKind.ROLLBACK)
@@ -114,7 +115,9 @@ def restored_by_rollback(s: Any, job_id: int) -> set[str]:
     ).first()
     if newest is None:
         return set()
-    judged = (RunState.VERIFIED, RunState.CLEANING, RunState.CLEANED)
+    judged = [RunState.VERIFIED, RunState.CLEANING, RunState.CLEANED]
+    if not verified:
+        judged += [RunState.COPIED, RunState.VERIFYING, RunState.VERIFY_FAILED]
     return set(
         s.scalars(
             sa.select(NamespaceRun.source_namespace).where(

@@ -265,13 +265,14 @@ def _tell_applications(ctx: WorkerContext, forward_job_id: int) -> None:
     """Publish the job's layout again for the applications that follow it (``published.layout_of``: a restored
     source is written on both sides again). Raises ``StateError`` when Redis cannot take it: nothing is removed."""
     try:
-        published.publish_if_followed(ctx.db, ctx.redis, forward_job_id)
+        told_at = published.publish_if_followed_at(ctx.db, ctx.redis, forward_job_id)
     except Exception as e:
         raise StateError(
             f"could not tell job {forward_job_id}'s applications that its originals are back ({type(e).__name__}): "
             "they would write the copies only; the originals are restored and verified, nothing was removed",
             job_id=forward_job_id,
         ) from e
+    published.await_writers(told_at)  # every application follows it, and no write begun before is under way
 
 
 def _rollout_problem(ctx: WorkerContext, forward_job_id: int) -> str | None:
@@ -424,6 +425,9 @@ def rollback_job(
                 if r.id in rb.reinstated:  # every original missing in step 1 came back with its table
                     restored[r.id] = checks[r.id].restore_count
                 jobs_sync_rollback.rollback_restored(ctx.db, mine[r.source_namespace].id, restored[r.id], actor)
+        # The originals are back: applications that follow the job write them again (a cleaned source was written
+        # on the new side only) from before the check below, so it sees what they wrote meanwhile.
+        _tell_applications(ctx, forward_job_id)
         # 3. verify every original again.
         checks = {r.id: rb.check(r, restore=False) for r in todo}
         for r in todo:
@@ -435,9 +439,6 @@ def rollback_job(
         if not all(c.passed for c in checks.values()):
             failed = next(c for c in checks.values() if not c.passed)
             return _refuse(ctx, rb, out, todo, mine, checks, failed, record=False)
-        # The originals are back: applications that follow the job write them again (a cleaned source was written
-        # on the new side only), before reads may go back to them.
-        _tell_applications(ctx, forward_job_id)
         # 4. only now: claim the forward job and remove the targets (none an alias made since serves, nor any share
         # of the applications' reads through their DualWriteIndex).
         served = _alias_problem(rb, todo) or _rollout_problem(ctx, forward_job_id)

@@ -93,6 +93,9 @@ def enumerated_in_full(
         if how == "sweep"
         else "bring the catalogue (enumerate.catalogue) up to date: it must name every id the namespace holds"
     )
+    if not settled:  # a count still moving is an application writing the namespace: no enumeration catches up
+        hint = "the namespace is being written (its count is still moving): export it once the application stopped"
+
     raise BackupError(
         f"namespace {display_namespace(namespace)!r} of {store.name}: the {how} found {found} records, but the "
         f"namespace's count, read after the export, is {count}"
