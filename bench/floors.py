@@ -1,9 +1,9 @@
 """The floor a job's budgets set: the least time its requests and bytes can take under the per-second budgets.
 
 A copy of every vector of a source index must at least list every id (a page of ≤ 100 ids a request, per source
-index), fetch every id (≤ 1,000 ids a request, per source index) — except a namespace listed whole in one page whose
-records one query returns (``workers.steps.whole_reads``: a query is the namespace's own budget, and a quarter of the
-index's 2,000 read units a second) — and upsert every vector's bytes (per target
+index), fetch every id (≤ 1,000 ids a request, per source index) — with whole reads (``NSMIGRATE_WHOLE_READS``),
+none of a namespace listed whole in one page, which one query returns (a query is the namespace's own budget, a
+quarter of the index's 2,000 read units a second) — and upsert every vector's bytes (per target
 namespace, in requests of ≤ 2 MB); each kind of request is allowed so many a second (the job's ``rate.*``). The floor
 is the longest of: list pages ÷ ``list_rps``, fetches ÷ ``read_rps``, and, per target namespace, its upsert requests ÷
 ``write_rps`` and its bytes ÷ 50 MB/s (Pinecone's limit; the default byte budget is 0.8 of it). Round trips, start-up
@@ -55,7 +55,7 @@ class Floor:
         return f"{self.seconds:.2f} s, set by {bound} ({shown})"
 
 
-def floor_of(data: SeedData, read_rps: float, list_rps: float, write_rps: float) -> Floor:
+def floor_of(data: SeedData, read_rps: float, list_rps: float, write_rps: float, whole_reads: bool = False) -> Floor:
     """The floor of copying ``data`` whole under these budgets (see the module docstring)."""
     record_bytes = RECORD_BYTES + VALUE_BYTES * data.dimension
     per_upsert = max(1, UPSERT_MAX_BYTES // record_bytes)
@@ -63,7 +63,9 @@ def floor_of(data: SeedData, read_rps: float, list_rps: float, write_rps: float)
     lists = sum(max(1, math.ceil(n / LIST_MAX_PAGE_IDS)) for n in sizes)
     # Read by a query: one list page, its values under half of a query's answer (``PineconeStore.query_records``).
     queried = [
-        n <= LIST_MAX_PAGE_IDS and (n + EXTRA_RECORDS) * data.dimension * VALUE_BYTES <= QUERY_MAX_RESULT_BYTES / 2
+        whole_reads
+        and n <= LIST_MAX_PAGE_IDS
+        and (n + EXTRA_RECORDS) * data.dimension * VALUE_BYTES <= QUERY_MAX_RESULT_BYTES / 2
         for n in sizes
     ]
     fetches = sum(math.ceil(n / FETCH_MAX_IDS) for n, by_query in zip(sizes, queried, strict=True) if not by_query)

@@ -126,12 +126,17 @@ def children_cpu() -> float:
     return used.ru_utime + used.ru_stime
 
 
+def whole_reads() -> bool:
+    """Whether the fleet reads small namespaces by query here (its ``NSMIGRATE_WHOLE_READS``, from this environment)."""
+    return os.environ.get("NSMIGRATE_WHOLE_READS", "false").strip().lower() in ("1", "true", "yes", "on")
+
+
 def run_peer(plane: DataPlane, budgets: Budgets) -> tuple[float, float]:
     """``python -m bench.peer`` from source to its index; the user's clock (its start, interpreter and imports
     included, to its last write answered: the fleet's user clock ends at its last batch too), and its own clock.
     It reads as the fleet does: by query where ``NSMIGRATE_WHOLE_READS`` (the fleet's setting) is true, else fetched."""
     command = [sys.executable, "-m", "bench.peer", "--source", plane.hosts["src"], "--target", plane.hosts["peer"]]
-    if os.environ.get("NSMIGRATE_WHOLE_READS", "false").lower() not in ("1", "true", "yes"):
+    if not whole_reads():
         command.append("--fetch-only")
     env = dict(os.environ, PINECONE_API_KEY=SANDBOX_API_KEY)
     started = time.time()
@@ -327,7 +332,7 @@ def report(name: str, data: SeedData, rounds: Rounds) -> list[str]:
     loop, peer, user = (rounds.seconds[c] for c in CONTENDERS)
     job = rounds.fleet_job_seconds
     budgets = Budgets.nsmigrate_defaults()
-    floor = floor_of(data, budgets.read_rps, budgets.list_rps, budgets.write_rps)
+    floor = floor_of(data, budgets.read_rps, budgets.list_rps, budgets.write_rps, whole_reads())
     label = f"{name} ({data.total}×{data.dimension}, {len(data.namespaces)} ns)"
     lines = [label, f"  the floor its budgets set: {floor.describe()}"]
     for contender, seconds in (
