@@ -128,10 +128,10 @@ def read_ahead(ctx: WorkerContext, run_id: int, ahead: jobs_pages.Listing) -> Ea
     """List a small run's one page from where ``ahead`` (``jobs_pages.runs_to_list``) says, before the run is locked
     or started, and begin its fetch when its copy goes through this worker (``copying.fetches_through_worker``).
 
-    Reads change nothing, so they need no lock. A namespace listed whole in that page is read by one query
-    (``whole_reads``: from the namespace's query budget, not the index's fetches) when the query finds every id.
-    Otherwise the fetch takes its slot in the fetch budget now: due at once (a job's
-    first window), the records are fetched before the run is started, so the window fills without waiting for
+    Reads change nothing, so they need no lock. With the ``whole_reads`` setting, a namespace listed whole in that
+    page is read by one query (``whole_reads``: from the namespace's query budget, not the index's fetches) when the
+    query finds every id. Otherwise the fetch takes its slot in the fetch budget now: due at once (a job's first
+    window), the records are fetched before the run is started, so the window fills without waiting for
     job-table statements; further off, the run is started ``START_BEFORE_SLOT_S`` before its slot while its records
     are fetched at the slot (``fetch_at_slot``, in another thread), so a job's last fetches are followed only by their
     upserts and finishes (``bench/README.md``). ``list_one_batch`` records the page only if the run's token is still
