@@ -118,7 +118,8 @@ def resume(
     if counts.get("checking"):
         console.print(
             f"  {counts['checking']} namespaces are still being checked by the process planning the job: it sends "
-            "each as its check passes (resume again if that process is gone)"
+            "each as its check passes (resume again once that process is gone; a process planning another job of "
+            "the same name holds the same lock)"
         )
     if counts.get("refused"):
         console.print(
