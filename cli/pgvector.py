@@ -402,11 +402,13 @@ def _transfer(
     database_url: str | None,
     **detail: Any,
 ) -> None:
-    with _store(url_env, prefix, op) as (_, engine):
+    with _store(url_env, prefix, op) as (store, engine):
         if dry_run:
             result = run(engine)
         else:
-            with _audited(database_url, op, **detail) as outcome:
+            # The store (its URL's variable name, never the URL) kept with the job: an erasure searches its tables.
+            kept = store.spec.model_dump(mode="json", exclude_defaults=True)
+            with _audited(database_url, op, store={**kept, "kind": "pgvector"}, **detail) as outcome:
                 result = run(engine)
                 outcome.update(result.to_json())
 

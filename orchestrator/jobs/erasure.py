@@ -327,6 +327,10 @@ def known_runs(
                     copied=run.copied,
                 )
             )
+        # The tables `nsmigrate pgvector copy|move|legacy` wrote: no run names them, their store is searched whole.
+        for spec in s.scalars(sa.select(Job.spec).where(Job.kind == JobKind.PGVECTOR)):
+            if (spec or {}).get("store"):
+                stores.setdefault(key_of_json(spec["store"]), spec["store"])
         backups = [
             str(e.detail.get("manifest"))
             for e in s.scalars(sa.select(Event).where(Event.action == "backup_written"))

@@ -408,3 +408,39 @@ def test_a_retired_long_source_namespace_read_for_them_is_never_called_verified_
     [place] = [p for p in receipt["places"] if p["path"] == retired]
     assert not place["verified"] and source_ns in place["error"], place
     assert rows_of(pg, retired) == before
+
+
+def test_a_table_pgvector_copy_wrote_is_found_by_an_erasure_that_names_no_store(
+    ctx: WorkerContext, pg: sa.Engine, database_url: str, job_table_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`nsmigrate pgvector copy` keeps its store (the variable naming its URL) with its job, as a migrate job does:
+    an erasure run without --store finds and erases the creator's table it wrote, and says verified only then."""
+    monkeypatch.setenv(URL_ENV, database_url)
+    with pg.begin() as conn:
+        app_table(conn, "embeddings_twin_legacy", ["alice"] * 3, seed=1)
+    copied = CliRunner().invoke(
+        app,
+        [
+            "pgvector",
+            "copy",
+            "twin_legacy",
+            "creator_alice_twin_t1",
+            "--url-env",
+            URL_ENV,
+            "--database-url",
+            job_table_url,
+        ],
+    )
+    assert copied.exit_code == 0, copied.output
+
+    plan = erasing.plan_erasure(ctx.db, "alice", None, open_retrying_store)
+
+    # Her twin's table whole, and her rows of the table it was copied from (they name her).
+    assert sorted(p["namespace"] for p in plan.places) == ["creator_alice_twin_t1", "twin_legacy"], plan.places
+    erasure = jobs_erasure.create_erasure(ctx.db, "erase-alice", plan.spec("tester"), plan.places)
+    for place in jobs_erasure.places_of(ctx.db, erasure):
+        erasing.erase_place(ctx, place.id)
+    receipt = jobs_erasure.erasure_receipt(ctx.db, erasure)
+    assert receipt is not None and receipt["verified"], receipt
+    with pg.connect() as conn:
+        assert conn.execute(sa.text("SELECT to_regclass('embeddings_creator_alice_twin_t1')")).scalar() is None
