@@ -407,7 +407,7 @@ def _transfer(
             result = run(engine)
         else:
             # The store (its URL's variable name, never the URL) kept with the job: an erasure searches its tables.
-            kept = store.spec.model_dump(mode="json", exclude_defaults=True)
+            kept = store.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
             with _audited(database_url, op, store={**kept, "kind": "pgvector"}, **detail) as outcome:
                 result = run(engine)
                 outcome.update(result.to_json())
