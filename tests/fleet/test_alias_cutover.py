@@ -471,3 +471,26 @@ def test_a_roll_back_while_a_step_warms_up_leaves_the_aliases_where_the_rollout_
     assert "from 0 % the next step is 5 %" in " ".join(moved.output.split()), moved.output
     assert rollout_rows.rollout_of(db, job_id).percent == 0
     assert alias_targets(stack) == {alias: alias.removeprefix("live.") for alias in ALIASES}
+
+
+def test_every_command_that_points_the_aliases_does_it_under_the_jobs_move_lock(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A repeated `cutover set` and `cutover aliases` point the aliases where the rollout is: under the lock a watch's
+    roll back takes too, they read the rollout after any move under way, never before it."""
+    from nsmigrate.orchestrator.cutover import published
+
+    _, job_id = in_place(stack)
+    assert cli(stack, "cutover", "aliases", str(job_id)).exit_code == 0
+    taken: list[int] = []
+    moving_reads = published.moving_reads
+
+    def recorded(redis: Any, job: int) -> Any:
+        taken.append(job)
+        return moving_reads(redis, job)
+
+    monkeypatch.setattr(published, "moving_reads", recorded)
+    assert cli(stack, "cutover", "aliases", str(job_id)).exit_code == 0
+    assert set_reads(stack, job_id, "old").exit_code == 0  # a repeat: reads are 0 % new already
+
+    assert taken == [job_id, job_id]

@@ -758,6 +758,23 @@ def test_an_export_by_a_catalogue_that_misses_ids_fails_and_leaves_no_file(
     assert result.count == 120 and file_ids(result.path) == sorted(loaded["many"])
 
 
+def test_an_export_of_a_pod_namespace_whose_count_never_settles_says_it_is_being_written(
+    pod_store: Any, sandbox: PineconeSandbox, tmp_path: Path
+) -> None:
+    """A count still moving is an application writing the namespace: no sweep or catalogue would catch up, so the
+    export says to export it once the application stopped, not to widen the sweep."""
+    load_pod(sandbox, {"busy": 20})
+    sandbox.set_faults("pod", Faults(stats_flicker=True))  # a count that never settles
+
+    with pytest.raises(BackupError) as info:
+        export_namespaces(pod_store(FULL_SWEEP), ["busy"], tmp_path / "exp", count_timeout_s=1)
+
+    assert "did not settle within 1 s" in info.value.message, info.value.message
+    assert info.value.hint is not None and "is being written" in info.value.hint, info.value.hint
+    assert "max_queries" not in info.value.hint
+    assert not (tmp_path / "exp").exists()
+
+
 def test_a_count_that_lags_deletes_is_awaited_and_only_a_namespace_the_sweep_missed_fails(
     pod_store: Any, sandbox: PineconeSandbox, tmp_path: Path
 ) -> None:

@@ -277,3 +277,32 @@ def test_a_step_to_the_copies_that_lands_while_a_rollback_checks_stops_it_and_no
     assert rollback_job(ctx, job.job_id, actor="tester")["action"] == "rolled_back"
     with pytest.raises(StateError, match=f"job {job.job_id} was rolled back"):
         rollout_rows.set_rollout(ctx.db, job.job_id, 5, "late operator")
+
+
+def test_a_rollback_waits_for_the_applications_to_follow_before_it_judges_the_restored_originals(
+    ctx: WorkerContext, cut_over: Job, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Told that the originals are back, an application follows within its rollout's age: a write it makes before
+    then goes to the copies only. The rollback waits that long (and for writes under way) before it verifies the
+    originals, so the check sees what they wrote meanwhile."""
+    from nsmigrate.orchestrator.jobs import sync_rollback as jobs_sync_rollback
+
+    published.publish(ctx.db, ctx.redis, cut_over.job_id)
+    assert cut_over.cleanup(decommission_now=True)["action"] == "deleted"
+    order: list[str] = []
+    await_writers, checked = published.await_writers, jobs_sync_rollback.rollback_checked
+
+    def waited(published_at: float | None) -> None:
+        order.append("waited" if published_at is not None else "not told")
+        await_writers(published_at)
+
+    def judged(*args: Any, **kwargs: Any) -> None:
+        order.append("judged")
+        checked(*args, **kwargs)
+
+    monkeypatch.setattr(published, "await_writers", waited)
+    monkeypatch.setattr(jobs_sync_rollback, "rollback_checked", judged)
+
+    assert rollback_job(ctx, cut_over.job_id, actor="tester")["action"] == "refused"  # reads are 100 % new
+
+    assert order == ["waited", "judged"], order
