@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from nsmigrate.orchestrator.limits import (
     FETCH_MAX_IDS,
     LIST_MAX_PAGE_IDS,
-    QUERY_MAX_RESULT_BYTES,
     UPSERT_MAX_BYTES,
     WRITE_MAX_MB_PER_S_PER_NAMESPACE,
 )
-from nsmigrate.orchestrator.planning.costs import BYTES_PER_JSON_VALUE
+from nsmigrate.orchestrator.planning.costs import BYTES_PER_JSON_VALUE, fits_one_query
 from nsmigrate.workers.steps.whole_reads import EXTRA_RECORDS
 from nsmigrate_sandbox.seed import SeedData
 
@@ -61,12 +60,9 @@ def floor_of(data: SeedData, read_rps: float, list_rps: float, write_rps: float,
     per_upsert = max(1, UPSERT_MAX_BYTES // record_bytes)
     sizes = [len(records) for records in data.namespaces.values()]
     lists = sum(max(1, math.ceil(n / LIST_MAX_PAGE_IDS)) for n in sizes)
-    # Read by a query: one list page, its values under half of a query's answer (``PineconeStore.query_records``).
+    # Read by a query: one list page, an answer one query may give (``costs.fits_one_query``).
     queried = [
-        whole_reads
-        and n <= LIST_MAX_PAGE_IDS
-        and (n + EXTRA_RECORDS) * data.dimension * VALUE_BYTES <= QUERY_MAX_RESULT_BYTES / 2
-        for n in sizes
+        whole_reads and n <= LIST_MAX_PAGE_IDS and fits_one_query(n + EXTRA_RECORDS, data.dimension) for n in sizes
     ]
     fetches = sum(math.ceil(n / FETCH_MAX_IDS) for n, by_query in zip(sizes, queried, strict=True) if not by_query)
     largest = max(sizes)

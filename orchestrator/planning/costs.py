@@ -11,6 +11,8 @@ from nsmigrate.orchestrator.limits import (
     BYTES_PER_WRITE_UNIT,
     LIST_MAX_PAGE_IDS,
     MIN_WRITE_UNITS_PER_REQUEST,
+    QUERY_MAX_RESULT_BYTES,
+    QUERY_MAX_TOP_K_WITH_DATA,
     RECORDS_PER_READ_UNIT,
     UPSERT_MAX_BYTES,
     UPSERT_MAX_VECTORS,
@@ -35,6 +37,13 @@ def _batch_sizes(count: int, batch_size: int) -> list[tuple[int, int]]:
     """(vectors in a batch, how many such batches) for ``count`` vectors."""
     full, rest = divmod(count, batch_size)
     return [(n, k) for n, k in ((batch_size, full), (rest, 1 if rest else 0)) if k]
+
+
+def fits_one_query(records: int, dimension: int) -> bool:
+    """Whether one query may ask for ``records`` records with their values and metadata: at most 1,000, their values
+    (by estimate) under half of Pinecone's 4 MB answer, the rest left for ids and metadata (≤ 40 KB a record)."""
+    values = records * max(dimension, 1) * BYTES_PER_JSON_VALUE
+    return records <= QUERY_MAX_TOP_K_WITH_DATA and values <= QUERY_MAX_RESULT_BYTES / 2
 
 
 def _upsert_cost(vectors: int, dimension: int, per_request: int = UPSERT_MAX_VECTORS) -> tuple[int, int, int]:

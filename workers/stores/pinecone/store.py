@@ -48,12 +48,10 @@ from nsmigrate.orchestrator.limits import (
     FETCH_MAX_IDS,
     LIST_MAX_PAGE_IDS,
     NAMESPACE_MAX_CHARS,
-    QUERY_MAX_RESULT_BYTES,
-    QUERY_MAX_TOP_K_WITH_DATA,
     RECORD_ID_MAX_CHARS,
     RECORD_METADATA_MAX_BYTES,
 )
-from nsmigrate.orchestrator.planning.costs import BYTES_PER_JSON_VALUE
+from nsmigrate.orchestrator.planning.costs import fits_one_query
 from nsmigrate.orchestrator.records.vectors import JsonValues
 from nsmigrate.orchestrator.spec.store_identity import pinecone_host_identity
 from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
@@ -514,7 +512,7 @@ class PineconeStore(StoreDefaults):
                 and metadata), or ``top_k`` is over 1,000: not sent, as Pinecone would refuse it.
         """
         dimension = self.dimension()  # read once, with the index's stats
-        if top_k > QUERY_MAX_TOP_K_WITH_DATA or top_k * dimension * BYTES_PER_JSON_VALUE > QUERY_MAX_RESULT_BYTES / 2:
+        if not fits_one_query(top_k, dimension):
             raise StoreError(f"{top_k} records of {dimension} values are too many for one query's answer")
         axis = [1.0] + [0.0] * (dimension - 1)
         body: dict[str, Any] = {"vector": axis, "topK": top_k, "includeValues": True, "includeMetadata": True}
