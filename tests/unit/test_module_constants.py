@@ -99,7 +99,7 @@ WORKING: dict[str, str] = {
     "orchestrator/cutover/dualwrite.py:QUERIES_PER_REPORT": "filtered queries one report records, bounded",
     "orchestrator/cutover/following.py:PENDING_KEPT": "bounds what an application keeps while Redis cannot take it",
     "orchestrator/cutover/published.py:PUBLISH_LOCK_S": "a publisher's lock, far above its few reads and one write",
-    "orchestrator/cutover/published.py:MOVE_LOCK_S": "a move of reads' lock: every alias repointed, well under a minute",
+    "orchestrator/cutover/published.py:MOVE_LOCK_S": "a move of reads' lock: every alias repointed, in under a minute",
     "orchestrator/cutover/published.py:READS_KEPT": "bounds the applications' read reports kept in Redis",
     "orchestrator/cutover/published.py:QUERIES_KEPT": "bounds the recorded queries kept in Redis (each a vector)",
     "orchestrator/cutover/read_metrics.py:SAMPLES_PER_REPORT": "bounds one report's samples (the counts stay whole)",
