@@ -107,6 +107,12 @@ class StopAsked(NsmigrateError):
     """An operator asked a step to stop (Ctrl-C): it stopped between two chunks, with what it did so far complete."""
 
 
+class Superseded(NsmigrateError):
+    """A copy's delivery may no longer write (``workers.transfer.write_fence``): another delivery started its batch
+    since, or it outlived the time an erasure waits for a running batch. It stops, neither finishing nor failing the
+    batch, which is the other delivery's now (or Redis's to hand out again)."""
+
+
 class TaskFailed(NsmigrateError):
     """A task's work failed for good and the failure is recorded in the job table (`nsmigrate status` shows it,
     `nsmigrate retry` re-runs it). Raised last, after what follows the task was sent, so that Celery marks the task

@@ -64,7 +64,11 @@ STORE_RETRIES = Counter(
     "Store requests tried again after a retryable answer (429, 5xx, timeout), by store.",
     ["store"],
 )
-BATCHES = Counter("nsmigrate_batches", "Copy batches finished by workers, by outcome: done or failed.", ["outcome"])
+BATCHES = Counter(
+    "nsmigrate_batches",
+    "Copy batches ended by workers, by outcome: done, failed, or superseded (another delivery took the batch over).",
+    ["outcome"],
+)
 VECTORS_COPIED = Counter("nsmigrate_vectors_copied", "Vectors written to a target by copy batches.")
 VECTORS_VERIFIED = Counter(
     "nsmigrate_vectors_verified", "Source ids whose presence in the target a verification checked."
@@ -105,6 +109,10 @@ def batch_done(vectors: int) -> None:
 
 def batch_failed() -> None:
     BATCHES.labels("failed").inc()
+
+
+def batch_superseded() -> None:
+    BATCHES.labels("superseded").inc()
 
 
 def verification_done(passed: bool, ids_checked: int, seconds: float) -> None:

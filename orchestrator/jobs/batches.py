@@ -3,8 +3,9 @@ resume. The hot statements are built once on the tables, like the lister's (see 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
@@ -71,6 +72,10 @@ class BatchWork:
     lost_attempts: int = 0
     #: The run was listed whole into this one batch when it started: a table's rows may go in streams of their own.
     only_batch: bool = False
+    #: The batch's attempts counted by this delivery's start, and when it started (``time.monotonic``; its
+    #: ``write_fence``): a later start counts another.
+    attempt: int = 1
+    started: float = field(default_factory=time.monotonic)
 
 
 # A copy's two transitions run on the tables with statements built once, like the lister's (see `_START_LISTING`).
@@ -127,6 +132,7 @@ _START_BATCH = (
         _batches.c.seq,
         _batches.c.ids,
         _batches.c.lost_attempts,
+        _batches.c.attempts,
         _run_of_batch.c.job_id,
         _run_of_batch.c.source_namespace,
         _run_of_batch.c.target_namespace,
@@ -345,6 +351,7 @@ def _work_of(db: Database, row: Any, batch_id: int, run_id: int, ids: Sequence[s
         spec=job_spec(db, row.job_id, row.job_created_at),
         ledger_key=row.ledger_key,
         lost_attempts=getattr(row, "lost_attempts", 0),
+        attempt=getattr(row, "attempts", 1),  # 1: claimed as it was recorded
         only_batch=bool(row.listing_done) and row.batches_total == 1,
     )
 

@@ -15,6 +15,7 @@ LIMITS = "orchestrator/limits.py"
 
 WORKING: dict[str, str] = {
     "workers/context.py:GUARDED_KEPT": "guarded stores a worker process keeps: a few jobs' source and target each",
+    "workers/transfer/write_fence.py:WRITABLE_SHARE_OF_TIMEOUT": "hosts' clocks beside the visibility timeout",
     # strategy import: the plan's guess of a record's size in the files, and the rows of one file
     "orchestrator/planning/import_strategy.py:BYTES_PER_VALUE": "a float32 value in a Parquet file",
     "orchestrator/planning/costs.py:BYTES_PER_JSON_VALUE": "a float32's decimal text in an upsert or a JSONL file",

@@ -16,6 +16,8 @@ which expects them absent, until an operator lifts the erasure. The erasure asks
 each place before it deletes (copies that may still write, which a started batch's run is, or wrote since its plan:
 ``workers.steps.erasing``), so whichever comes second sees the other: every batch started after an erasure was
 recorded holds its subject back, and an erasure never checks a place empty while a batch started before it runs.
+A delivery held back past another delivery of its batch (Redis's, or `resume`'s), or past the visibility timeout
+after which an erasure stops waiting for it, writes nothing more (``workers.transfer.write_fence``).
 
 Idempotent: upserts overwrite by id, and a batch already ``done`` is skipped, so a redelivered task is harmless.
 """
@@ -28,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nsmigrate.orchestrator.errors import BatchFailed, NsmigrateError, failure_text
+from nsmigrate.orchestrator.errors import BatchFailed, NsmigrateError, Superseded, failure_text
 from nsmigrate.orchestrator.jobs import batches as jobs_batches
 from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
 from nsmigrate.orchestrator.jobs import jobs_and_runs
@@ -51,6 +53,7 @@ from nsmigrate.workers.transfer.chunking import binary_bytes, estimate_bytes, si
 from nsmigrate.workers.transfer.concurrent_calls import run_parallel
 from nsmigrate.workers.transfer.ratelimit import Reservation
 from nsmigrate.workers.transfer.text_writes import for_target, records_per_request, tokens_of
+from nsmigrate.workers.transfer.write_fence import WriteFence
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +101,11 @@ def _copy_through_worker(
         for chunk, size in sized_chunks(routed, max_count=per_request, measure=measure)
     ]
 
+    fence = _fence(ctx, work)
+
     def upload(item: tuple[str, list[Record], int]) -> None:
         namespace, chunk, size = item
-        target.upsert(namespace, chunk, nbytes=size, tokens=tokens_of(spec, chunk))
+        target.upsert(namespace, chunk, nbytes=size, tokens=tokens_of(spec, chunk), fence=fence.check)
 
     with target.written_lsns() as lsns:
         run_parallel(upload, uploads, spec.parallel_upserts)
@@ -108,6 +113,11 @@ def _copy_through_worker(
     freshness.record_written(ctx.redis, work.run_id, lsns)
     written = sum(len(chunk) for _, chunk, _ in uploads)
     return written, len(work.ids) - len(records), sum(size for _, _, size in uploads), sorted(by_target)
+
+
+def _fence(ctx: WorkerContext, work: jobs_batches.BatchWork) -> WriteFence:
+    """What this delivery asks before each write: whether the batch is still its own (``write_fence``)."""
+    return WriteFence(ctx.db, work.batch_id, work.attempt, work.started, ctx.settings.visibility_timeout_s)
 
 
 def _record_unwritable(
@@ -242,6 +252,7 @@ def _copy_and_finish(
         else:  # a copy inside Postgres writes past them: it holds its target as a write does, deletions wait
             assert work.target_namespace is not None
             with shared_hold(ctx.guarded(spec.target, spec.rate), work.target_namespace):
+                _fence(ctx, work).check()
                 vectors, missing, nbytes, targets = step(ctx, work)
         outcome = jobs_batches.finish_batch(
             ctx.db,
@@ -253,6 +264,8 @@ def _copy_and_finish(
             max_in_flight=spec.max_batches_in_flight,
         )
         return outcome, vectors, None
+    except Superseded:
+        raise  # the batch is another delivery's now: this one neither finishes nor fails it
     except NsmigrateError as e:
         # Retries are exhausted or retrying cannot help: the batch waits for `nsmigrate retry` with its error.
         log.warning("batch %s (job %s, seq %s) failed: %s", batch_id, work.job_id, work.seq, e)
@@ -311,7 +324,12 @@ def copy_batch(
         error = lost_text(work.lost_attempts)
         log.error("batch %s (job %s, seq %s): %s", batch_id, work.job_id, work.seq, error)
     else:
-        outcome, vectors, error = _copy_and_finish(ctx, work, early)
+        try:
+            outcome, vectors, error = _copy_and_finish(ctx, work, early)
+        except Superseded as e:
+            log.warning("batch %s (job %s, seq %s): %s", batch_id, work.job_id, work.seq, e)
+            metrics.batch_superseded()
+            return 0
     if error is not None:
         jobs_batches.fail_batch(ctx.db, batch_id, error, ctx.worker_name)
         metrics.batch_failed()

@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar, cast
 
-from nsmigrate.orchestrator.errors import RetryableError
+from nsmigrate.orchestrator.errors import RetryableError, Superseded
 from nsmigrate.orchestrator.limits import DELETE_MAX_IDS, LIST_MAX_PAGE_IDS
 from nsmigrate.orchestrator.pgvector_rows import TableColumn
 from nsmigrate.orchestrator.records.namespaces import display_namespace
@@ -177,6 +177,8 @@ class GuardedStore:
             start = time.perf_counter()
             try:
                 result = fn(*args)
+            except Superseded:
+                raise  # asked before the request, never sent (``workers.transfer.write_fence``)
             except RetryableError as e:
                 counts.refused(e.status)
                 metrics.request_done(self.name, op, metrics.outcome_of(e.status), time.perf_counter() - start)
@@ -219,18 +221,27 @@ class GuardedStore:
         alone: bool = False,
         nbytes: tuple[str, float, int] | None = None,
         records: int | None = None,
+        fence: Callable[[], None] | None = None,
     ) -> T:
         """A write request (``alone``: a delete, which holds its namespace alone) under the namespace's write scope;
-        ``nbytes``: its byte budget; ``records``: the ids a delete names, from the index's delete budget (``_call``)."""
+        ``nbytes``: its byte budget; ``records``: the ids a delete names, from the index's delete budget (``_call``);
+        ``fence``: asked before each attempt, the namespace held, whether the caller may still write (it raises)."""
         rate = self._rate
         scope = (lambda key: write_scope(key, namespace)) if rate else None
         call, locks = fn, self.locks
+        if fence is not None:
+
+            def fenced(*a: Any) -> T:
+                fence()
+                return fn(*a)
+
+            call = fenced
         if locks is not None:
-            key, what = self.lock_key(namespace), self.describe(namespace)
+            key, what, unheld = self.lock_key(namespace), self.describe(namespace), call
 
             def held(*a: Any) -> T:
                 with locks.exclusive([key], what) if alone else locks.shared(key, what):
-                    return fn(*a)
+                    return unheld(*a)
 
             call = held
         deleted = None
@@ -386,12 +397,18 @@ class GuardedStore:
     # -- writes: the namespace's write scope ------------------------------------------------------------------------
 
     def upsert(
-        self, namespace: str, records: Sequence[Record], *, nbytes: int | None = None, tokens: int | None = None
+        self,
+        namespace: str,
+        records: Sequence[Record],
+        *,
+        nbytes: int | None = None,
+        tokens: int | None = None,
+        fence: Callable[[], None] | None = None,
     ) -> int:
         """``nbytes``: the request's size when the caller measured it already
         (``workers.transfer.chunking.sized_chunks``); otherwise it is measured here for the byte budget. ``tokens``:
         the embedding tokens text records cost an integrated index (``orchestrator.routing.text.estimate_tokens``),
-        reserved before the request."""
+        reserved before the request. ``fence``: see ``_write`` (``workers.transfer.write_fence``)."""
         limiter, rate = self._limiter, self._rate
         reserve: tuple[str, float, int] | None = None
         if limiter is not None and rate is not None:
@@ -404,7 +421,7 @@ class GuardedStore:
                 embed = embed_scope(self.budget_key)
                 waited = self._policy.copy()(limiter.acquire_tokens, embed, rate.embed_tokens_per_min, tokens)
                 self._waited(counts, waited)
-        return self._write("upsert", namespace, self.inner.upsert, namespace, records, nbytes=reserve)
+        return self._write("upsert", namespace, self.inner.upsert, namespace, records, nbytes=reserve, fence=fence)
 
     def delete(self, namespace: str, ids: Sequence[str]) -> None:
         rate = self._rate

@@ -1,0 +1,129 @@
+"""A copy delivery held back past another delivery of its batch writes nothing more (``workers.transfer.write_fence``):
+the copy task's own code, called in process, on the job table in Postgres, Redis and the local Pinecone data plane
+through the real SDK.
+
+Delivery A starts a batch and is held in its upsert's backoff (the target refuses it); an erasure of a.1 is recorded;
+B, the same batch handed out again (Redis after the visibility timeout, or an operator's `resume`), starts it with
+the ledger as it is now, holds a.1's records back and finishes. When the storm ends, A's next attempt must not write
+a.1's records back where the erasure looked: it stops, neither finishing nor failing the batch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from nsmigrate.orchestrator.errors import Superseded
+from nsmigrate.orchestrator.jobs import batches as jobs_batches
+from nsmigrate.orchestrator.jobs import erasure as jobs_erasure
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import status as jobs_status
+from nsmigrate.orchestrator.models import Batch, BatchState
+from nsmigrate.orchestrator.tenancy.erasure import Subject
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps import copying
+from nsmigrate.workers.transfer.write_fence import WriteFence
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from tests.integration.test_erasure_and_copies import SHARED_IDS, Dispatcher, a_copy_job, shared_namespace
+from tests.integration.test_verify_cleanup import DIM, make_spec
+from tests.polling import wait_until
+
+KEY_ENV = "NSMIGRATE_TEST_SUPERSEDED_PINECONE_KEY"
+
+
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("src", DIM), IndexSpec("dst", DIM)]
+
+
+@pytest.fixture
+def ctx(
+    job_table_url: str,
+    redis_url: str,
+    worker_context: Callable[..., WorkerContext],
+    monkeypatch: pytest.MonkeyPatch,
+) -> WorkerContext:
+    # A storm that outlasts the other delivery: short waits, attempts enough for the whole test.
+    monkeypatch.setenv("NSMIGRATE_RETRY_ATTEMPTS", "200")
+    monkeypatch.setenv("NSMIGRATE_RETRY_MAX_WAIT_S", "0.1")
+    return worker_context(job_table_url, redis_url, dispatcher=Dispatcher())
+
+
+@pytest.fixture
+def store_specs(sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], ...]:
+    monkeypatch.setenv(KEY_ENV, "pcsk-superseded-test")
+    return tuple({"kind": "pinecone", "host": sandbox.host(name), "api_key_env": KEY_ENV} for name in ("src", "dst"))
+
+
+@pytest.fixture
+def storm(sandbox: PineconeSandbox) -> Any:
+    """The target refuses (503) every upsert holding a.1's first record, until the test calms it."""
+    sandbox.set_faults("dst", Faults(refuse_ids=("m-000",), status_5xx=503))
+    yield lambda: sandbox.set_faults("dst", Faults())
+    sandbox.set_faults("dst", Faults())
+
+
+def test_a_delivery_held_in_backoff_writes_nothing_once_another_started_its_batch(
+    ctx: WorkerContext, store_specs: tuple, sandbox: PineconeSandbox, storm: Callable[[], None]
+) -> None:
+    spec = make_spec(store_specs)
+    shared_namespace(ctx, spec)
+    batch_id = a_copy_job(ctx, spec, "public", "public-copy")
+    outcome: dict[str, Any] = {}
+
+    def delivery_a() -> None:
+        try:
+            outcome["vectors"] = copying.copy_batch(ctx, batch_id)
+        except Exception as e:  # reported below, with what it was
+            outcome["error"] = e
+
+    a = threading.Thread(target=delivery_a, name="delivery-a")
+    a.start()
+    wait_until(lambda: sandbox.stats("dst").get("injected_5xx", 0), what="A's upsert refused", timeout_s=30)
+    place = {"kind": "records", "store": "elsewhere", "store_spec": None, "namespace": "x", "planned": 0}
+    jobs_erasure.create_erasure(ctx.db, "erase-a.1", Subject("a.1").to_json(), [place])
+
+    assert copying.copy_batch(ctx, batch_id, again=True, redelivered=True) == 3  # B: a.10's; a.1's held back
+    storm()  # the storm ends: A's next attempt would succeed
+    a.join(timeout=60)
+
+    assert not a.is_alive() and outcome == {"vectors": 0}
+    target = ctx.store(spec.target)
+    assert sorted(r.id for r in target.fetch("public-copy", SHARED_IDS)) == ["o-000", "o-001", "o-002"]
+    [run] = jobs_and_runs.runs_of(ctx.db, _job_of(ctx, batch_id))
+    assert run.failed == 0 and run.copied == 3
+    assert _batch_state(ctx, batch_id) == BatchState.DONE
+    actions = [e["action"] for e in jobs_status.events_of(ctx.db, run.job_id)]
+    assert "batch_failed" not in actions
+
+
+def test_a_delivery_that_outlived_the_visibility_timeout_writes_nothing(ctx: WorkerContext, store_specs: tuple) -> None:
+    """An erasure stops waiting for a batch started over the visibility timeout ago (``jobs.erasure.known_runs``):
+    its delivery, however alive, must stop writing before that."""
+    spec = make_spec(store_specs)
+    batch_id = a_copy_job(ctx, spec, "public", "public-copy")
+    work = jobs_batches.start_batch(ctx.db, batch_id, "worker-a")
+    assert work is not None
+    lifetime = ctx.settings.visibility_timeout_s
+    WriteFence(ctx.db, batch_id, work.attempt, time.monotonic(), lifetime).check()  # its own, and in time
+    with pytest.raises(Superseded, match="writes nothing more"):
+        WriteFence(ctx.db, batch_id, work.attempt, time.monotonic() - lifetime, lifetime).check()
+    again = jobs_batches.start_batch(ctx.db, batch_id, "worker-b")
+    assert again is not None and again.attempt == work.attempt + 1
+    with pytest.raises(Superseded, match="another delivery started this batch"):
+        WriteFence(ctx.db, batch_id, work.attempt, time.monotonic(), lifetime).check()
+
+
+def _job_of(ctx: WorkerContext, batch_id: int) -> int:
+    return jobs_and_runs.get_run(ctx.db, jobs_batches.run_of_batch(ctx.db, batch_id)).job_id
+
+
+def _batch_state(ctx: WorkerContext, batch_id: int) -> BatchState:
+    with ctx.db.transaction() as s:
+        batch = s.get(Batch, batch_id)
+        assert batch is not None
+        return batch.state
