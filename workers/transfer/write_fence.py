@@ -16,6 +16,7 @@ before it holds the namespace until its write is answered, so the erasure's dele
 
 from __future__ import annotations
 
+import threading
 import time
 
 import sqlalchemy as sa
@@ -33,27 +34,38 @@ _ATTEMPTS = sa.select(Batch.attempts).where(Batch.id == sa.bindparam("batch_id")
 
 class WriteFence:
     """Whether the delivery that started ``batch_id`` as its ``attempt``-th start, at ``started`` (``time.monotonic``),
-    may still write; ``lifetime_s``: the visibility timeout."""
+    may still write; ``lifetime_s``: the visibility timeout. Shared by the batch's parallel writes."""
 
     def __init__(self, db: Database, batch_id: int, attempt: int, started: float, lifetime_s: float) -> None:
         self._db, self._batch_id, self._attempt = db, batch_id, attempt
         self._deadline = started + lifetime_s * WRITABLE_SHARE_OF_TIMEOUT
         self._lifetime_s = lifetime_s
+        self._lock = threading.Lock()
+        self._passed_from: float | None = None  # when the last read that found the batch this delivery's began
 
     def check(self) -> None:
-        """Raises ``Superseded`` when this delivery may no longer write; one job-table read otherwise."""
-        if time.monotonic() > self._deadline:
+        """Raises ``Superseded`` when this delivery may no longer write. One job-table read, unless a read of the
+        batch's other writes began after this one was asked (its namespace held since): its answer holds for this
+        write too, and a batch's parallel writes take one connection, not one each."""
+        asked = time.monotonic()
+        if asked > self._deadline:
             raise Superseded(
                 f"this delivery started its batch over {self._lifetime_s * WRITABLE_SHARE_OF_TIMEOUT:.0f} s ago: an "
                 "erasure no longer waits for it, so it writes nothing more",
                 hint="Redis hands the batch out again after the visibility timeout (NSMIGRATE_VISIBILITY_TIMEOUT_S)",
                 batch=self._batch_id,
             )
-        with self._db.single_statement() as conn:
-            attempts = conn.execute(_ATTEMPTS, {"batch_id": self._batch_id}).scalar_one()
-        if attempts != self._attempt:
-            raise Superseded(
-                f"another delivery started this batch since (its start {attempts}, this one's {self._attempt}): "
-                "it writes the batch with the erasure ledger as it is now, and this one writes nothing more",
-                batch=self._batch_id,
-            )
+        with self._lock:
+            if self._passed_from is not None and self._passed_from >= asked:
+                return
+            began = time.monotonic()
+            with self._db.single_statement() as conn:
+                attempts = conn.execute(_ATTEMPTS, {"batch_id": self._batch_id}).scalar_one()
+            if attempts == self._attempt:
+                self._passed_from = began
+                return
+        raise Superseded(
+            f"another delivery started this batch since (its start {attempts}, this one's {self._attempt}): it "
+            "writes the batch with the erasure ledger as it is now, and this one writes nothing more",
+            batch=self._batch_id,
+        )

@@ -1,0 +1,92 @@
+"""``WriteFence``'s reads of the job table, with a stand-in for it: a write never relies on a read that began before it
+was asked (its namespace held since), and a batch's parallel writes share one that began after."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from nsmigrate.orchestrator.errors import Superseded
+from nsmigrate.workers.transfer import write_fence
+from nsmigrate.workers.transfer.write_fence import WriteFence
+from tests.polling import wait_until
+
+
+class JobTable:
+    """Answers the batch's attempts; ``hold`` keeps each read waiting until released."""
+
+    def __init__(self, attempts: int) -> None:
+        self.attempts, self.reads = attempts, 0
+        self.hold = threading.Event()
+        self.hold.set()
+
+    @contextmanager
+    def single_statement(self) -> Iterator[Any]:
+        yield self
+
+    def execute(self, _statement: Any, _params: Any) -> Any:
+        self.reads += 1
+        self.hold.wait(10)
+        return self
+
+    def scalar_one(self) -> int:
+        return self.attempts
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """A clock that ticks once each time it is read; the readings, in order."""
+    ticks = itertools.count(1)
+    readings: list[float] = []
+
+    def monotonic() -> float:
+        readings.append(float(next(ticks)))
+        return readings[-1]
+
+    monkeypatch.setattr(write_fence.time, "monotonic", monotonic)
+    return readings
+
+
+def fence(table: JobTable, attempt: int = 1, started: float = 0.0, lifetime_s: float = 3600) -> WriteFence:
+    return WriteFence(table, 7, attempt, started, lifetime_s)  # type: ignore[arg-type]
+
+
+def test_each_write_asked_after_a_read_began_reads_again(clock: list[float]) -> None:
+    table = JobTable(attempts=1)
+    own = fence(table)
+    own.check()
+    own.check()
+    assert table.reads == 2
+    table.attempts = 2  # another delivery started the batch between two writes
+    with pytest.raises(Superseded, match="another delivery started this batch"):
+        own.check()
+
+
+def test_writes_asked_while_a_read_is_under_way_share_the_next_one(clock: list[float]) -> None:
+    table = JobTable(attempts=1)
+    own = fence(table)
+    table.hold.clear()
+    first = threading.Thread(target=own.check)
+    first.start()
+    wait_until(lambda: table.reads, what="the first write's read under way", timeout_s=10)
+    others = [threading.Thread(target=own.check) for _ in range(3)]
+    for thread in others:
+        thread.start()
+    # Each write reads the clock as it is asked: the first twice (asked, its read began), the three others once.
+    wait_until(lambda: len(clock), what="every write asked", timeout_s=10, done=lambda n: n >= 5)
+    table.hold.set()
+    for thread in [first, *others]:
+        thread.join(10)
+    assert table.reads == 2  # the first's, begun before the others were asked; then one for all three
+
+
+def test_a_delivery_past_its_share_of_the_timeout_reads_nothing_and_stops(clock: list[float]) -> None:
+    table = JobTable(attempts=1)
+    with pytest.raises(Superseded, match="over 90 s ago"):
+        fence(table, started=-100.0, lifetime_s=100).check()
+    assert table.reads == 0
