@@ -44,8 +44,7 @@ if TYPE_CHECKING:
 
 def run_of_batch(db: Database, batch_id: int) -> int:
     with db.transaction() as s:
-        run_id = s.scalar(sa.select(Batch.run_id).where(Batch.id == batch_id))
-        if run_id is None:
+        if (run_id := s.scalar(sa.select(Batch.run_id).where(Batch.id == batch_id))) is None:
             raise NotFound(f"batch {batch_id} does not exist", batch_id=batch_id)
         return int(run_id)
 
@@ -72,10 +71,11 @@ class BatchWork:
     lost_attempts: int = 0
     #: The run was listed whole into this one batch when it started: a table's rows may go in streams of their own.
     only_batch: bool = False
-    #: The batch's attempts counted by this delivery's start, and when it started (``time.monotonic``; its
-    #: ``write_fence``): a later start counts another.
+    #: This delivery's start (``workers.transfer.write_fence``): the batch's attempts it counted (a later start counts
+    #: another), when (``time.monotonic``) and the erasure mark read before it (None: not read).
     attempt: int = 1
     started: float = field(default_factory=time.monotonic)
+    erasure_mark: str | None = None
 
 
 # A copy's two transitions run on the tables with statements built once, like the lister's (see `_START_LISTING`).

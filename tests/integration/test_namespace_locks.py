@@ -28,6 +28,7 @@ from nsmigrate.workers.stores.base import Record
 from nsmigrate.workers.stores.guarded import GuardedStore
 from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate.workers.transfer.namespace_locks import NamespaceLocks, namespace_key
+from nsmigrate.workers.transfer.write_fence import ERASURE_MARK_KEY, erasure_mark, mark_erasure
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.seed import seed_chunks
 from tests.fleet_jobs import batches
@@ -91,6 +92,20 @@ def test_writes_go_side_by_side_and_a_deletion_waits_for_them(client: redis_lib.
         assert not taken.is_set()
     waiting.join()
     assert taken.is_set()
+
+
+def test_a_write_hold_reads_the_erasure_mark_as_it_is_granted(client: redis_lib.Redis) -> None:
+    """What a copy's write fence compares with the mark read before its batch's start (``write_fence``)."""
+    client.delete(ERASURE_MARK_KEY)
+    with locks(client).shared(A, "a", read=ERASURE_MARK_KEY) as mark:
+        assert mark is None  # no mark (a Redis restarted): the fence reads the job table
+    before = erasure_mark(client)
+    assert before is not None and erasure_mark(client) == before  # made once, then read
+    with locks(client).shared(A, "a", read=ERASURE_MARK_KEY) as mark:
+        assert mark == before
+    mark_erasure(client)
+    with locks(client).shared(A, "a", read=ERASURE_MARK_KEY) as mark, locks(client).shared(B, "b") as unread:
+        assert mark is not None and mark != before and unread is None
 
 
 def test_a_dead_holders_namespaces_are_free_once_its_hold_expired(client: redis_lib.Redis) -> None:

@@ -4,8 +4,9 @@ through the real SDK.
 
 Delivery A starts a batch and is held in its upsert's backoff (the target refuses it); an erasure of a.1 is recorded;
 B, the same batch handed out again (Redis after the visibility timeout, or an operator's `resume`), starts it with
-the ledger as it is now, holds a.1's records back and finishes. When the storm ends, A's next attempt must not write
-a.1's records back where the erasure looked: it stops, neither finishing nor failing the batch.
+the ledger as it is now, holds a.1's records back and finishes; a.1 is erased again, everywhere, and verified. When
+the storm ends, A's next attempt must not write a.1's records back where the erasure looked: it stops, neither
+finishing nor failing the batch.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.models import Batch, BatchState
 from nsmigrate.orchestrator.tenancy.erasure import Subject
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.steps import copying
+from nsmigrate.workers.steps import copying, erasing
+from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate.workers.transfer.write_fence import WriteFence
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from tests.integration.test_erasure_and_copies import SHARED_IDS, Dispatcher, a_copy_job, shared_namespace
+from tests.integration.test_erasure_and_copies import SHARED_IDS, Dispatcher, a_copy_job, erased, shared_namespace
 from tests.integration.test_verify_cleanup import DIM, make_spec
 from tests.polling import wait_until
 
@@ -84,10 +86,15 @@ def test_a_delivery_held_in_backoff_writes_nothing_once_another_started_its_batc
     a = threading.Thread(target=delivery_a, name="delivery-a")
     a.start()
     wait_until(lambda: sandbox.stats("dst").get("injected_5xx", 0), what="A's upsert refused", timeout_s=30)
-    place = {"kind": "records", "store": "elsewhere", "store_spec": None, "namespace": "x", "planned": 0}
-    jobs_erasure.create_erasure(ctx.db, "erase-a.1", Subject("a.1").to_json(), [place])
+    erased(ctx, Subject("a.1"))  # a line of the ledger A did not read
 
     assert copying.copy_batch(ctx, batch_id, again=True, redelivered=True) == 3  # B: a.10's; a.1's held back
+    plan = erasing.plan_erasure(ctx.db, "a.1", None, open_retrying_store)  # a.1 erased again, everywhere
+    erase_job = jobs_erasure.create_erasure(ctx.db, "erase-a.1-again", plan.spec("tester"), plan.places)
+    for place in jobs_erasure.places_of(ctx.db, erase_job):
+        erasing.erase_place(ctx, place.id)
+    receipt = jobs_erasure.erasure_receipt(ctx.db, erase_job)
+    assert receipt is not None and receipt["verified"]
     storm()  # the storm ends: A's next attempt would succeed
     a.join(timeout=60)
 
@@ -109,13 +116,13 @@ def test_a_delivery_that_outlived_the_visibility_timeout_writes_nothing(ctx: Wor
     work = jobs_batches.start_batch(ctx.db, batch_id, "worker-a")
     assert work is not None
     lifetime = ctx.settings.visibility_timeout_s
-    WriteFence(ctx.db, batch_id, work.attempt, time.monotonic(), lifetime).check()  # its own, and in time
+    WriteFence(ctx.db, batch_id, work.attempt, time.monotonic(), lifetime, None).check(None)  # its own, in time
     with pytest.raises(Superseded, match="writes nothing more"):
-        WriteFence(ctx.db, batch_id, work.attempt, time.monotonic() - lifetime, lifetime).check()
+        WriteFence(ctx.db, batch_id, work.attempt, time.monotonic() - lifetime, lifetime, None).check(None)
     again = jobs_batches.start_batch(ctx.db, batch_id, "worker-b")
     assert again is not None and again.attempt == work.attempt + 1
     with pytest.raises(Superseded, match="another delivery started this batch"):
-        WriteFence(ctx.db, batch_id, work.attempt, time.monotonic(), lifetime).check()
+        WriteFence(ctx.db, batch_id, work.attempt, time.monotonic(), lifetime, None).check(None)
 
 
 def _job_of(ctx: WorkerContext, batch_id: int) -> int:

@@ -1,5 +1,6 @@
-"""``WriteFence``'s reads of the job table, with a stand-in for it: a write never relies on a read that began before it
-was asked (its namespace held since), and a batch's parallel writes share one that began after."""
+"""``WriteFence``'s reads of the job table, with a stand-in for it: none while the erasure mark is the one read before
+the delivery's start; otherwise a write never relies on a read that began before it was asked (its namespace held
+since), and a batch's parallel writes share one that began after."""
 
 from __future__ import annotations
 
@@ -53,28 +54,39 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 def fence(table: JobTable, attempt: int = 1, started: float = 0.0, lifetime_s: float = 3600) -> WriteFence:
-    return WriteFence(table, 7, attempt, started, lifetime_s)  # type: ignore[arg-type]
+    return WriteFence(table, 7, attempt, started, lifetime_s, "mark-1")  # type: ignore[arg-type]
+
+
+def test_no_read_while_the_erasure_mark_is_the_one_read_before_the_start(clock: list[float]) -> None:
+    table = JobTable(attempts=2)  # started again: only a read would tell
+    own = fence(table)
+    own.check("mark-1")
+    assert table.reads == 0
+    for mark in ("mark-2", None):  # an erasure place about to delete; a mark not read, or Redis's gone
+        with pytest.raises(Superseded, match="another delivery started this batch"):
+            own.check(mark)
+    assert table.reads == 2
 
 
 def test_each_write_asked_after_a_read_began_reads_again(clock: list[float]) -> None:
     table = JobTable(attempts=1)
     own = fence(table)
-    own.check()
-    own.check()
+    own.check("mark-2")
+    own.check("mark-2")
     assert table.reads == 2
     table.attempts = 2  # another delivery started the batch between two writes
     with pytest.raises(Superseded, match="another delivery started this batch"):
-        own.check()
+        own.check("mark-2")
 
 
 def test_writes_asked_while_a_read_is_under_way_share_the_next_one(clock: list[float]) -> None:
     table = JobTable(attempts=1)
     own = fence(table)
     table.hold.clear()
-    first = threading.Thread(target=own.check)
+    first = threading.Thread(target=own.check, args=("mark-2",))
     first.start()
     wait_until(lambda: table.reads, what="the first write's read under way", timeout_s=10)
-    others = [threading.Thread(target=own.check) for _ in range(3)]
+    others = [threading.Thread(target=own.check, args=("mark-2",)) for _ in range(3)]
     for thread in others:
         thread.start()
     # Each write reads the clock as it is asked: the first twice (asked, its read began), the three others once.
@@ -88,5 +100,5 @@ def test_writes_asked_while_a_read_is_under_way_share_the_next_one(clock: list[f
 def test_a_delivery_past_its_share_of_the_timeout_reads_nothing_and_stops(clock: list[float]) -> None:
     table = JobTable(attempts=1)
     with pytest.raises(Superseded, match="over 90 s ago"):
-        fence(table, started=-100.0, lifetime_s=100).check()
+        fence(table, started=-100.0, lifetime_s=100).check("mark-1")
     assert table.reads == 0

@@ -49,6 +49,7 @@ from nsmigrate.workers.stores.base import Record
 from nsmigrate.workers.stores.guarded import shared_hold
 from nsmigrate.workers.stores.pgvector import table_copies
 from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
+from nsmigrate.workers.transfer import write_fence
 from nsmigrate.workers.transfer.chunking import binary_bytes, estimate_bytes, sized_chunks
 from nsmigrate.workers.transfer.concurrent_calls import run_parallel
 from nsmigrate.workers.transfer.ratelimit import Reservation
@@ -105,7 +106,7 @@ def _copy_through_worker(
 
     def upload(item: tuple[str, list[Record], int]) -> None:
         namespace, chunk, size = item
-        target.upsert(namespace, chunk, nbytes=size, tokens=tokens_of(spec, chunk), fence=fence.check)
+        target.upsert(namespace, chunk, nbytes=size, tokens=tokens_of(spec, chunk), fence=fence)
 
     with target.written_lsns() as lsns:
         run_parallel(upload, uploads, spec.parallel_upserts)
@@ -117,7 +118,8 @@ def _copy_through_worker(
 
 def _fence(ctx: WorkerContext, work: jobs_batches.BatchWork) -> WriteFence:
     """What this delivery asks before each write: whether the batch is still its own (``write_fence``)."""
-    return WriteFence(ctx.db, work.batch_id, work.attempt, work.started, ctx.settings.visibility_timeout_s)
+    lifetime_s = ctx.settings.visibility_timeout_s
+    return WriteFence(ctx.db, work.batch_id, work.attempt, work.started, lifetime_s, work.erasure_mark)
 
 
 def _record_unwritable(
@@ -252,7 +254,7 @@ def _copy_and_finish(
         else:  # a copy inside Postgres writes past them: it holds its target as a write does, deletions wait
             assert work.target_namespace is not None
             with shared_hold(ctx.guarded(spec.target, spec.rate), work.target_namespace):
-                _fence(ctx, work).check()
+                _fence(ctx, work).check(None)  # one job-table read: the batch is one statement
                 vectors, missing, nbytes, targets = step(ctx, work)
         outcome = jobs_batches.finish_batch(
             ctx.db,
@@ -309,7 +311,11 @@ def copy_batch(
         BatchFailed: the batch failed for good; it is recorded ``failed`` with the error and what follows it was
             sent, so raising only tells Celery (and Flower) the task failed.
     """
-    work = started or jobs_batches.start_batch(ctx.db, batch_id, ctx.worker_name, redelivered=redelivered)
+    work = started
+    if work is None:
+        mark = write_fence.erasure_mark(ctx.redis)  # before the start: see ``write_fence``
+        work = jobs_batches.start_batch(ctx.db, batch_id, ctx.worker_name, redelivered=redelivered)
+        work = work and dataclasses.replace(work, erasure_mark=mark)
     if work is None:
         if again:  # done by the delivery that died: make sure what follows the batch was sent
             run = jobs_and_runs.get_run(ctx.db, jobs_batches.run_of_batch(ctx.db, batch_id))

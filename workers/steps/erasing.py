@@ -68,6 +68,7 @@ from nsmigrate.workers.steps.erasing_copies import (
 from nsmigrate.workers.steps.verifying import chunks, list_all_ids
 from nsmigrate.workers.stores.base import Store, iter_all_ids
 from nsmigrate.workers.stores.guarded import exclusive_hold
+from nsmigrate.workers.transfer import write_fence
 
 log = logging.getLogger(__name__)
 
@@ -403,6 +404,9 @@ def _erase(ctx: WorkerContext, place: Any, subject: Subject) -> tuple[int, dict[
     spec = store_spec_from_json(place.store_spec or {})
     store = ctx.guarded(spec, RateBudget())
     namespace = place.namespace or ""
+    # A copy delivery started before this erasure was recorded reads the job table before each write from now on:
+    # another start of its batch since holds the subject back, and it must not write it back (``write_fence``).
+    write_fence.mark_erasure(ctx.redis)
     if place.kind == PlaceKind.NAMESPACE:
         return _erase_namespace(ctx, place.id, store, namespace)
     # A Pinecone index that tells the LSN its reads reflect can show a listing complete; a server that does not (a

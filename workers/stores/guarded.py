@@ -69,6 +69,7 @@ from nsmigrate.workers.transfer.ratelimit import (
     window_for,
     write_scope,
 )
+from nsmigrate.workers.transfer.write_fence import ERASURE_MARK_KEY, WriteFence
 
 T = TypeVar("T")
 
@@ -221,7 +222,7 @@ class GuardedStore:
         alone: bool = False,
         nbytes: tuple[str, float, int] | None = None,
         records: int | None = None,
-        fence: Callable[[], None] | None = None,
+        fence: WriteFence | None = None,
     ) -> T:
         """A write request (``alone``: a delete, which holds its namespace alone) under the namespace's write scope;
         ``nbytes``: its byte budget; ``records``: the ids a delete names, from the index's delete budget (``_call``);
@@ -229,21 +230,27 @@ class GuardedStore:
         rate = self._rate
         scope = (lambda key: write_scope(key, namespace)) if rate else None
         call, locks = fn, self.locks
-        if fence is not None:
+        if locks is not None:
+            key, what = self.lock_key(namespace), self.describe(namespace)
+            mark_key = None if fence is None else ERASURE_MARK_KEY
+
+            def held(*a: Any) -> T:
+                if alone:
+                    with locks.exclusive([key], what):
+                        return fn(*a)
+                with locks.shared(key, what, read=mark_key) as mark:
+                    if fence is not None:
+                        fence.check(mark)
+                    return fn(*a)
+
+            call = held
+        elif fence is not None:
 
             def fenced(*a: Any) -> T:
-                fence()
+                fence.check(None)
                 return fn(*a)
 
             call = fenced
-        if locks is not None:
-            key, what, unheld = self.lock_key(namespace), self.describe(namespace), call
-
-            def held(*a: Any) -> T:
-                with locks.exclusive([key], what) if alone else locks.shared(key, what):
-                    return unheld(*a)
-
-            call = held
         deleted = None
         if rate is not None and records is not None:
             deleted = (delete_scope(self.budget_key), rate.delete_records_per_s, records)
@@ -403,7 +410,7 @@ class GuardedStore:
         *,
         nbytes: int | None = None,
         tokens: int | None = None,
-        fence: Callable[[], None] | None = None,
+        fence: WriteFence | None = None,
     ) -> int:
         """``nbytes``: the request's size when the caller measured it already
         (``workers.transfer.chunking.sized_chunks``); otherwise it is measured here for the byte budget. ``tokens``:

@@ -60,7 +60,8 @@ if free then return 1 end
 return 0
 """
 
-# KEYS: one base key. ARGV: token, ttl ms. Granted unless held exclusively or wanted by an exclusive waiter.
+# KEYS: one base key, and a key to read as the hold is granted (optional). ARGV: token, ttl ms. Granted unless held
+# exclusively or wanted by an exclusive waiter: 1, or the read key's value when it has one; 0 when not granted.
 _SHARED_LUA = """
 local key = KEYS[1]
 if redis.call('EXISTS', key .. ':x') == 1 or redis.call('EXISTS', key .. ':w') == 1 then
@@ -70,6 +71,9 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', key .. ':s', now + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', key .. ':s', tonumber(ARGV[2]))
+if KEYS[2] then
+  return redis.call('GET', KEYS[2]) or 1
+end
 return 1
 """
 
@@ -178,16 +182,24 @@ class NamespaceLocks:
                 self._keep(keys=wanted, args=[token, 0])
 
     @contextmanager
-    def shared(self, key: str, what: str) -> Iterator[None]:
+    def shared(self, key: str, what: str, *, read: str | None = None) -> Iterator[str | None]:
         """Hold one namespace beside other writers, for one write request (not inside another thread's exclusive
-        hold of it)."""
+        hold of it). Yields the value Redis key ``read`` had as the hold was granted, in the same call (None: no
+        such key, none asked, or a namespace this thread holds alone already)."""
         if key in self._mine():
-            yield
+            yield None
             return
         token = uuid.uuid4().hex
-        self._wait(what, lambda: bool(self._call(what, self._shared, keys=[key], args=[token, self._ttl_ms])))
+        keys = [key] if read is None else [key, read]
+        granted: list[Any] = []
+
+        def take() -> bool:
+            granted.append(self._call(what, self._shared, keys=keys, args=[token, self._ttl_ms]))
+            return granted[-1] != 0
+
+        self._wait(what, take)
         try:
-            yield
+            yield granted[-1].decode() if isinstance(granted[-1], bytes) else None
         finally:
             with contextlib.suppress(redis.RedisError):  # else it expires within the ttl
                 self._zrem(f"{key}:s", token)
