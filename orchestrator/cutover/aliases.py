@@ -5,8 +5,10 @@ to one namespace gets an alias named by the template (``{source}``, ``{target}``
 application reads through. It points at the old (source) namespace until a ``cutover set`` moves it to the verified
 new (target) namespace. An alias is all or nothing per name, so a step of p % moves the first ⌈n·p/100⌉ of the job's
 n aliases in the order of a hash of their names: the same aliases at every call, each step keeping those of the one
-before, and at least one at the first step (a canary that moves nothing tests nothing). A namespace routed per
-record (one old namespace, many new ones) has no alias: its readers read the new namespaces by name.
+before, and at least one at the first step (a canary that moves nothing tests nothing). An alias of a namespace
+added once the rollout began (``sync --new-namespaces``) comes after all the others, in the order they were added,
+so it never takes the place of one a step moved already. A namespace routed per record (one old namespace, many new
+ones) has no alias: its readers read the new namespaces by name.
 
 The calls are ``workers.steps.alias_cutover``; the rollout itself is the job's ``cutover_set`` events, as for
 ``DualWriteIndex``.
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from nsmigrate.orchestrator.records.namespaces import display_namespace
@@ -56,18 +58,22 @@ def alias_routes(template: str, runs: Iterable[tuple[str, str | None]]) -> tuple
     return sorted(routes.values(), key=lambda r: r.name), sorted(unaliased)
 
 
-def moved_by(routes: list[AliasRoute], percent: int) -> set[str]:
+def moved_by(routes: list[AliasRoute], percent: int, added_late: Mapping[str, int] | None = None) -> set[str]:
     """The names of the aliases that point at the new namespace at ``percent``: the first ⌈n·percent/100⌉ in the
-    order of their names' hash."""
+    order of their names' hash, those in ``added_late`` (an alias → when it was added, in any increasing number:
+    after the rollout began) after all the others, in the order they were added."""
     if percent <= 0:
         return set()
-    ordered = sorted(routes, key=lambda r: (hashlib.sha256(r.name.encode()).digest(), r.name))
+    late = added_late or {}
+    ordered = sorted(
+        routes, key=lambda r: (r.name in late, late.get(r.name, 0), hashlib.sha256(r.name.encode()).digest(), r.name)
+    )
     return {r.name for r in ordered[: math.ceil(len(ordered) * percent / 100)]}
 
 
-def targets_at(routes: list[AliasRoute], percent: int) -> dict[str, str]:
-    """Each alias's name → the namespace it points at when reads are ``percent`` % new."""
-    moved = moved_by(routes, percent)
+def targets_at(routes: list[AliasRoute], percent: int, added_late: Mapping[str, int] | None = None) -> dict[str, str]:
+    """Each alias's name → the namespace it points at when reads are ``percent`` % new (``moved_by``)."""
+    moved = moved_by(routes, percent, added_late)
     return {r.name: r.new if r.name in moved else r.old for r in routes}
 
 

@@ -44,6 +44,22 @@ def test_a_step_moves_a_fixed_share_of_the_aliases_keeping_those_of_the_step_bef
     assert {name for name, ns in at_25.items() if ns.startswith("creator_")} == moved[25]
 
 
+def test_an_alias_added_after_the_rollout_began_never_takes_the_place_of_one_a_step_moved() -> None:
+    """``sync --new-namespaces`` adds namespaces mid-rollout: each step's share of the aliases grows with them, but
+    by ⌈n·p/100⌉, which often stays put; ranked by hash among the others, a new alias would push one back to old."""
+    routes, _ = alias_routes("live.{source}", RUNS)
+    added = [AliasRoute(f"live.new-{i}", f"new-{i}", f"creator_c9_twin_new{i}") for i in range(10)]
+    pushed_back_by_hash = 0
+    for p in ROLLOUT_STEPS:
+        before = moved_by(routes, p)
+        for k in range(1, len(added) + 1):
+            late = {r.name: i for i, r in enumerate(added[:k])}
+            after = moved_by(routes + added[:k], p, late)
+            assert before <= after and len(after) == math.ceil((len(routes) + k) * p / 100)
+            pushed_back_by_hash += not before <= moved_by(routes + added[:k], p)
+    assert pushed_back_by_hash  # what the order of addition prevents
+
+
 @pytest.mark.parametrize(
     ("template", "ok"),
     [("live.{source}", True), ("{target}-read", True), ("live", False), ("{namespace}", False), ("{source", False)],

@@ -17,6 +17,7 @@ from nsmigrate.orchestrator.cutover.published import readable
 from nsmigrate.orchestrator.errors import StateError
 from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
 from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs.database import Database
 from nsmigrate.orchestrator.models import NamespaceRun
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.alias_guard import alias_calls
@@ -50,12 +51,19 @@ def job_routes(ctx: WorkerContext, job_id: int) -> tuple[list[AliasRoute], list[
         raise StateError(str(e), job_id=job_id) from e
 
 
-def ready_routes(routes: list[AliasRoute], runs: Iterable[NamespaceRun]) -> list[AliasRoute]:
+def ready_routes(
+    db: Database, job_id: int, routes: list[AliasRoute], runs: Iterable[NamespaceRun]
+) -> tuple[list[AliasRoute], dict[str, int]]:
     """Of ``routes``, those whose copy passed verification (``published.readable``; ``runs``: the job's): a step
     moves only these; a namespace added since the rollout began (``sync --new-namespaces``) is read where it was until
-    it has."""
-    ready = {r.source_namespace for r in runs if readable(r)}
-    return [r for r in routes if r.old in ready]
+    it has. With them, those added since the rollout began, each by its run's id (``aliases.moved_by``'s
+    ``added_late``): they come after the others, so none takes the place of an alias a step moved already."""
+    by_source = {r.source_namespace: r for r in runs}
+    ready = [r for r in routes if r.old in by_source and readable(by_source[r.old])]
+    began = rollout_rows.rollout_of(db, job_id).started_at
+    if began is None:
+        return ready, {}
+    return ready, {r.name: by_source[r.old].id for r in ready if by_source[r.old].created_at > began}
 
 
 def point_aliases(ctx: WorkerContext, job_id: int, percent: int) -> AliasOutcome:
@@ -93,7 +101,8 @@ def point_aliases(ctx: WorkerContext, job_id: int, percent: int) -> AliasOutcome
     erasures = [subject for _, subject in jobs_erasure_ledger.erasure_subjects(ctx.db)]
     gone = {r.source_namespace for r in runs if any(s.owns_pair(r.creator_id, r.twin_id) for s in erasures)}
     erased = {r.name for r in routes if r.old in gone}
-    targets = {r.name: r.old for r in routes} | targets_at(ready_routes(routes, runs), percent)
+    ready, added_late = ready_routes(ctx.db, job_id, routes, runs)
+    targets = {r.name: r.old for r in routes} | targets_at(ready, percent, added_late)
     routes = [r for r in routes if r.name not in erased]  # after the share: the other aliases keep their sides
     targets = {name: ns for name, ns in targets.items() if name not in erased}
     # A source a cleanup deleted from (or is deleting) is never read again: its alias serves the copy, whatever the

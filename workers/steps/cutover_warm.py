@@ -30,8 +30,8 @@ def moving(ctx: WorkerContext, spec: JobSpec, job_id: int, before: int, after: i
     every = jobs_and_runs.runs_of(ctx.db, job_id)
     runs = [r for r in every if r.target_namespace is not None and r.copied > 0 and published.readable(r)]
     if spec.cutover.aliases is not None:
-        routes = ready_routes(job_routes(ctx, job_id)[0], every)
-        moved = moved_by(routes, after) - moved_by(routes, before)
+        routes, added_late = ready_routes(ctx.db, job_id, job_routes(ctx, job_id)[0], every)
+        moved = moved_by(routes, after, added_late) - moved_by(routes, before, added_late)
         sources = {r.old for r in routes if r.name in moved}
     else:
         sources = {r.source_namespace for r in runs if reads_new(r.source_namespace, after)}

@@ -176,8 +176,8 @@ def _probes(ctx: WorkerContext, spec: JobSpec, job_id: int, percent: int) -> lis
     every = jobs_and_runs.runs_of(ctx.db, job_id)
     runs = {r.source_namespace: r for r in every if r.copied > 0 and published.readable(r)}
     if spec.cutover.aliases is not None:
-        routes = ready_routes(job_routes(ctx, job_id)[0], every)
-        moved = moved_by(routes, percent)
+        routes, added_late = ready_routes(ctx.db, job_id, job_routes(ctx, job_id)[0], every)
+        moved = moved_by(routes, percent, added_late)
         read_as = {r.old: r.name for r in routes if r.name in moved}
     else:
         read_as = {

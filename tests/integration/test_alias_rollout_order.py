@@ -1,0 +1,53 @@
+"""Which aliases a rollout step moves, read from the job table (``workers.steps.alias_cutover.ready_routes``): an
+alias of a namespace added once the rollout began comes after all the others, so a step repeated after
+``sync --new-namespaces`` keeps every alias it moved before."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from nsmigrate.orchestrator.cutover import rollout
+from nsmigrate.orchestrator.cutover.aliases import alias_routes, moved_by
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs.database import Database
+from nsmigrate.orchestrator.models import NamespaceRun, RunState
+from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.workers.steps.alias_cutover import ready_routes
+
+INDEX = {"kind": "pinecone", "host": "http://127.0.0.1:5081"}  # never called: the job table alone is read
+FIRST = [f"twin-{i}" for i in range(12)]
+ADDED = [f"late-{i}" for i in range(6)]
+
+
+def plan_of(namespaces: list[str]) -> Plan:
+    return Plan(runs=[NamespacePlan(ns, f"v2-{ns}", 1, 1) for ns in namespaces], estimate=Estimate(0, 0, 0, 0, 0, 0.0))
+
+
+def verified(db: Database, job_id: int) -> list[NamespaceRun]:
+    with db.transaction() as s:
+        s.execute(sa.update(NamespaceRun).where(NamespaceRun.job_id == job_id).values(state=RunState.VERIFIED))
+    return jobs_and_runs.runs_of(db, job_id)
+
+
+def test_aliases_of_namespaces_added_mid_rollout_come_after_those_a_step_moved(job_table_url: str) -> None:
+    db = Database(job_table_url)
+    spec = parse_spec({"name": "aliases", "source": INDEX, "target": INDEX, "cutover": {"aliases": "live.{source}"}})
+    job_id = jobs_and_runs.create_job(db, spec, plan_of(FIRST), source_label="one", target_label="one")
+    runs = verified(db, job_id)
+    routes, _ = alias_routes("live.{source}", [(r.source_namespace, r.target_namespace) for r in runs])
+    ready, late = ready_routes(db, job_id, routes, runs)
+    assert late == {} and len(ready) == len(FIRST)  # no rollout yet: every alias ranked by its name's hash
+    moved = moved_by(ready, 25, late)
+    rollout.set_rollout(db, job_id, 25, "tester")
+
+    jobs_and_runs.add_runs(db, job_id, plan_of(ADDED), source_label="one", target_label="one")
+    runs = verified(db, job_id)
+    routes, _ = alias_routes("live.{source}", [(r.source_namespace, r.target_namespace) for r in runs])
+    ready, late = ready_routes(db, job_id, routes, runs)
+
+    ids = {r.source_namespace: r.id for r in runs}
+    assert late == {f"live.{ns}": ids[ns] for ns in ADDED}
+    for percent in (25, 50):
+        assert moved <= moved_by(ready, percent, late)
+    db.dispose()
