@@ -109,8 +109,12 @@ class StopAsked(NsmigrateError):
 
 class Superseded(NsmigrateError):
     """A copy's delivery may no longer write (``workers.transfer.write_fence``): another delivery started its batch
-    since, or it outlived the time an erasure waits for a running batch. It stops, neither finishing nor failing the
-    batch, which is the other delivery's now (or Redis's to hand out again)."""
+    since, or (``expired``) it outlived the time an erasure waits for a running batch. It stops, neither finishing
+    nor failing the batch: the other delivery's now, or, expired, one it sends to start the batch afresh."""
+
+    def __init__(self, message: str, *, expired: bool = False, hint: str = "", **ids: object) -> None:
+        self.expired = expired
+        super().__init__(message, hint=hint, **ids)
 
 
 class TaskFailed(NsmigrateError):

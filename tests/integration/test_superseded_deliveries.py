@@ -108,6 +108,32 @@ def test_a_delivery_held_in_backoff_writes_nothing_once_another_started_its_batc
     assert "batch_failed" not in actions
 
 
+def test_a_delivery_held_past_its_share_of_the_timeout_sends_its_batch_to_be_started_afresh(
+    job_table_url: str,
+    redis_url: str,
+    worker_context: Callable[..., WorkerContext],
+    monkeypatch: pytest.MonkeyPatch,
+    store_specs: tuple,
+    storm: Callable[[], None],
+) -> None:
+    """No other delivery took the batch over, but an erasure no longer waits for this one (0.9 s of a 1 s visibility
+    timeout here): it stops writing, and a new message starts the batch with the ledger as it is then."""
+    monkeypatch.setenv("NSMIGRATE_VISIBILITY_TIMEOUT_S", "1")
+    short = worker_context(job_table_url, redis_url, dispatcher=Dispatcher())
+    spec = make_spec(store_specs)
+    shared_namespace(short, spec)
+    batch_id = a_copy_job(short, spec, "public", "public-copy")
+
+    assert copying.copy_batch(short, batch_id) == 0  # held by the storm past 0.9 s
+
+    assert [(kind, batch) for kind, batch, _ in short.dispatcher.sent] == [("copy", batch_id)]
+    assert short.store(spec.target).fetch("public-copy", SHARED_IDS) == []
+    assert _batch_state(short, batch_id) == BatchState.RUNNING  # not failed: the message sent starts it again
+    storm()
+    assert copying.copy_batch(short, batch_id) == 6
+    assert _batch_state(short, batch_id) == BatchState.DONE
+
+
 def test_a_delivery_that_outlived_the_visibility_timeout_writes_nothing(ctx: WorkerContext, store_specs: tuple) -> None:
     """An erasure stops waiting for a batch started over the visibility timeout ago (``jobs.erasure.known_runs``):
     its delivery, however alive, must stop writing before that."""

@@ -335,6 +335,9 @@ def copy_batch(
         except Superseded as e:
             log.warning("batch %s (job %s, seq %s): %s", batch_id, work.job_id, work.seq, e)
             metrics.batch_superseded()
+            if e.expired:  # no other delivery has it: one sent now starts it with the ledger as it is now
+                namespace = display_namespace(work.source_namespace)
+                ctx.dispatcher.copy_batch(batch_id, job_id=work.job_id, run_id=work.run_id, namespace=namespace)
             return 0
     if error is not None:
         jobs_batches.fail_batch(ctx.db, batch_id, error, ctx.worker_name)

@@ -80,9 +80,10 @@ class WriteFence:
         asked = time.monotonic()
         if asked > self._deadline:
             raise Superseded(
-                f"this delivery started its batch over {self._lifetime_s * WRITABLE_SHARE_OF_TIMEOUT:.0f} s ago: an "
-                "erasure no longer waits for it, so it writes nothing more",
-                hint="Redis hands the batch out again after the visibility timeout (NSMIGRATE_VISIBILITY_TIMEOUT_S)",
+                f"this delivery started its batch over {self._lifetime_s * WRITABLE_SHARE_OF_TIMEOUT:g} s ago: an "
+                "erasure no longer waits for it, so it writes nothing more and sends the batch to be started afresh",
+                hint="a batch that needs longer needs a longer NSMIGRATE_VISIBILITY_TIMEOUT_S",
+                expired=True,
                 batch=self._batch_id,
             )
         if mark is not None and mark == self._mark:
