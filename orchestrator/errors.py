@@ -108,9 +108,9 @@ class StopAsked(NsmigrateError):
 
 
 class Superseded(NsmigrateError):
-    """A copy's delivery may no longer write (``workers.transfer.write_fence``): another delivery started its batch
-    since, or (``expired``) it outlived the time an erasure waits for a running batch. It stops, neither finishing
-    nor failing the batch: the other delivery's now, or, expired, one it sends to start the batch afresh."""
+    """A copy's delivery may no longer write (``workers.transfer.write_fence``): its batch was started again or ended
+    by another delivery, or (``expired``) it outlived the time an erasure waits for a running batch. It stops,
+    neither finishing nor failing the batch: the other delivery's, or, expired, one it sends to start it afresh."""
 
     def __init__(self, message: str, *, expired: bool = False, hint: str = "", **ids: object) -> None:
         self.expired = expired

@@ -66,7 +66,8 @@ STORE_RETRIES = Counter(
 )
 BATCHES = Counter(
     "nsmigrate_batches",
-    "Copy batches ended by workers, by outcome: done, failed, or superseded (another delivery took the batch over).",
+    "Copy batches ended by workers, by outcome: done, failed, or superseded (a delivery stopped writing a batch no "
+    "longer its own, or past 90 % of the visibility timeout).",
     ["outcome"],
 )
 VECTORS_COPIED = Counter("nsmigrate_vectors_copied", "Vectors written to a target by copy batches.")

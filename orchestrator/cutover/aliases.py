@@ -5,10 +5,11 @@ to one namespace gets an alias named by the template (``{source}``, ``{target}``
 application reads through. It points at the old (source) namespace until a ``cutover set`` moves it to the verified
 new (target) namespace. An alias is all or nothing per name, so a step of p % moves the first ⌈n·p/100⌉ of the job's
 n aliases in the order of a hash of their names: the same aliases at every call, each step keeping those of the one
-before, and at least one at the first step (a canary that moves nothing tests nothing). An alias of a namespace
-added once the rollout began (``sync --new-namespaces``) comes after all the others, in the order they were added,
-so it never takes the place of one a step moved already. A namespace routed per record (one old namespace, many new
-ones) has no alias: its readers read the new namespaces by name.
+before, and at least one at the first step (a canary that moves nothing tests nothing). An alias whose copy first
+passed verification once the rollout began (a namespace ``sync --new-namespaces`` added, one verified late) comes
+after all the others, in the order they passed, so it never takes the place of one a step moved already. A
+namespace routed per record (one old namespace, many new ones) has no alias: its readers read the new namespaces by
+name.
 
 The calls are ``workers.steps.alias_cutover``; the rollout itself is the job's ``cutover_set`` events, as for
 ``DualWriteIndex``.
@@ -60,8 +61,8 @@ def alias_routes(template: str, runs: Iterable[tuple[str, str | None]]) -> tuple
 
 def moved_by(routes: list[AliasRoute], percent: int, added_late: Mapping[str, int] | None = None) -> set[str]:
     """The names of the aliases that point at the new namespace at ``percent``: the first ⌈n·percent/100⌉ in the
-    order of their names' hash, those in ``added_late`` (an alias → when it was added, in any increasing number:
-    after the rollout began) after all the others, in the order they were added."""
+    order of their names' hash, those in ``added_late`` (an alias → when it became movable, in any increasing number:
+    after the rollout began) after all the others, in that order."""
     if percent <= 0:
         return set()
     late = added_late or {}

@@ -195,6 +195,16 @@ def record_write_failure(
         add_event(s, WRITE_FAILED, "dual-writer", job_id, run_id, **record)
 
 
+def first_verified(db: Database, job_id: int) -> dict[int, tuple[int, datetime]]:
+    """Each of the job's runs whose copy passed a verification → (the id, the time) of the first ``verified`` event."""
+    first = sa.select(Event.run_id, sa.func.min(Event.id), sa.func.min(Event.at)).where(
+        Event.job_id == job_id, Event.action == "verified", Event.run_id.is_not(None)
+    )
+    with db.transaction() as s:
+        rows = s.execute(first.group_by(Event.run_id)).all()
+    return {run_id: (event_id, at) for run_id, event_id, at in rows if run_id is not None}
+
+
 def last_event_at(db: Database, run_id: int, action: str) -> datetime | None:
     """When the newest ``action`` event of a namespace run was written (None: never)."""
     with db.transaction() as s:

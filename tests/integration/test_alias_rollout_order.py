@@ -1,6 +1,6 @@
 """Which aliases a rollout step moves, read from the job table (``workers.steps.alias_cutover.ready_routes``): an
-alias of a namespace added once the rollout began comes after all the others, so a step repeated after
-``sync --new-namespaces`` keeps every alias it moved before."""
+alias whose copy first passed verification once the rollout began (a namespace ``sync --new-namespaces`` added, or
+one verified late) comes after all the others, so a step repeated then keeps every alias it moved before."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from nsmigrate.orchestrator.cutover import rollout
 from nsmigrate.orchestrator.cutover.aliases import alias_routes, moved_by
-from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import jobs_and_runs, verdicts
 from nsmigrate.orchestrator.jobs.database import Database
 from nsmigrate.orchestrator.models import NamespaceRun, RunState
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
@@ -24,30 +24,38 @@ def plan_of(namespaces: list[str]) -> Plan:
     return Plan(runs=[NamespacePlan(ns, f"v2-{ns}", 1, 1) for ns in namespaces], estimate=Estimate(0, 0, 0, 0, 0, 0.0))
 
 
-def verified(db: Database, job_id: int) -> list[NamespaceRun]:
+def verified(db: Database, job_id: int, namespaces: list[str]) -> list[NamespaceRun]:
+    """The runs of ``namespaces`` copied, then verified as a verification records its verdict; all the job's runs."""
+    runs = {r.source_namespace: r.id for r in jobs_and_runs.runs_of(db, job_id)}
     with db.transaction() as s:
-        s.execute(sa.update(NamespaceRun).where(NamespaceRun.job_id == job_id).values(state=RunState.VERIFIED))
+        chosen = NamespaceRun.id.in_([runs[ns] for ns in namespaces])
+        s.execute(sa.update(NamespaceRun).where(chosen).values(state=RunState.COPIED))
+    for ns in namespaces:
+        started = verdicts.start_verify(db, runs[ns])
+        assert started is not None and started[0].verifying_since is not None
+        report = {"passed": True, "summary": "every id and value equal"}
+        verdicts.finish_verify(db, runs[ns], ns, report, True, "tester", started_at=started[0].verifying_since)
     return jobs_and_runs.runs_of(db, job_id)
 
 
-def test_aliases_of_namespaces_added_mid_rollout_come_after_those_a_step_moved(job_table_url: str) -> None:
+def test_aliases_verified_once_the_rollout_began_come_after_those_a_step_moved(job_table_url: str) -> None:
     db = Database(job_table_url)
     spec = parse_spec({"name": "aliases", "source": INDEX, "target": INDEX, "cutover": {"aliases": "live.{source}"}})
     job_id = jobs_and_runs.create_job(db, spec, plan_of(FIRST), source_label="one", target_label="one")
-    runs = verified(db, job_id)
+    on_time, verified_late = FIRST[:-1], FIRST[-1]
+    runs = verified(db, job_id, on_time)
     routes, _ = alias_routes("live.{source}", [(r.source_namespace, r.target_namespace) for r in runs])
     ready, late = ready_routes(db, job_id, routes, runs)
-    assert late == {} and len(ready) == len(FIRST)  # no rollout yet: every alias ranked by its name's hash
+    assert late == {} and len(ready) == len(on_time)  # no rollout yet: every alias ranked by its name's hash
     moved = moved_by(ready, 25, late)
     rollout.set_rollout(db, job_id, 25, "tester")
 
     jobs_and_runs.add_runs(db, job_id, plan_of(ADDED), source_label="one", target_label="one")
-    runs = verified(db, job_id)
+    runs = verified(db, job_id, [verified_late, *ADDED])
     routes, _ = alias_routes("live.{source}", [(r.source_namespace, r.target_namespace) for r in runs])
     ready, late = ready_routes(db, job_id, routes, runs)
 
-    ids = {r.source_namespace: r.id for r in runs}
-    assert late == {f"live.{ns}": ids[ns] for ns in ADDED}
+    assert sorted(late, key=late.__getitem__) == [f"live.{ns}" for ns in [verified_late, *ADDED]]  # as they passed
     for percent in (25, 50):
         assert moved <= moved_by(ready, percent, late)
     db.dispose()

@@ -11,6 +11,7 @@ finishing nor failing the batch.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from nsmigrate.orchestrator.tenancy.erasure import Subject
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import copying, erasing
 from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate.workers.transfer import write_fence
 from nsmigrate.workers.transfer.write_fence import WriteFence
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from tests.integration.test_erasure_and_copies import SHARED_IDS, Dispatcher, a_copy_job, erased, shared_namespace
@@ -108,6 +110,39 @@ def test_a_delivery_held_in_backoff_writes_nothing_once_another_started_its_batc
     assert "batch_failed" not in actions
 
 
+def test_a_later_delivery_writes_nothing_once_an_earlier_one_ended_the_batch_and_an_erasure_deleted(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    """D1 starts the batch, then D2 (`resume`), which fetches it and is held; D1 writes it all and ends it. a.1's
+    erasure, recorded after that end, waits for no one and deletes; D2, started before it with no ledger line to hold
+    a.1 back, must not write a.1's records back: the batch ended is no longer its to write."""
+    spec = make_spec(store_specs)
+    shared_namespace(ctx, spec)
+    batch_id = a_copy_job(ctx, spec, "public", "public-copy")
+    first, second = (started(ctx, batch_id, worker) for worker in ("d1", "d2"))
+    fetched_by_second = copying.EarlyFetch(records=ctx.store(spec.source).fetch("public", SHARED_IDS))  # then held
+
+    assert copying.copy_batch(ctx, batch_id, started=first) == 6
+    plan = erasing.plan_erasure(ctx.db, "a.1", None, open_retrying_store)
+    erase_job = jobs_erasure.create_erasure(ctx.db, "erase-a.1", plan.spec("tester"), plan.places)
+    for place in jobs_erasure.places_of(ctx.db, erase_job):
+        erasing.erase_place(ctx, place.id)
+    receipt = jobs_erasure.erasure_receipt(ctx.db, erase_job)
+    assert receipt is not None and receipt["verified"]
+
+    assert copying.copy_batch(ctx, batch_id, started=second, early=fetched_by_second) == 0
+    target = ctx.store(spec.target)
+    assert sorted(r.id for r in target.fetch("public-copy", SHARED_IDS)) == ["o-000", "o-001", "o-002"]
+
+
+def started(ctx: WorkerContext, batch_id: int, worker: str) -> jobs_batches.BatchWork:
+    """A delivery's start, as ``copy_batch`` makes it: the erasure mark read, then the batch started."""
+    mark = write_fence.erasure_mark(ctx.redis)
+    work = jobs_batches.start_batch(ctx.db, batch_id, worker)
+    assert work is not None
+    return dataclasses.replace(work, erasure_mark=mark)
+
+
 def test_a_delivery_held_past_its_share_of_the_timeout_sends_its_batch_to_be_started_afresh(
     job_table_url: str,
     redis_url: str,
@@ -147,7 +182,7 @@ def test_a_delivery_that_outlived_the_visibility_timeout_writes_nothing(ctx: Wor
         WriteFence(ctx.db, batch_id, work.attempt, time.monotonic() - lifetime, lifetime, None).check(None)
     again = jobs_batches.start_batch(ctx.db, batch_id, "worker-b")
     assert again is not None and again.attempt == work.attempt + 1
-    with pytest.raises(Superseded, match="another delivery started this batch"):
+    with pytest.raises(Superseded, match="started again since"):
         WriteFence(ctx.db, batch_id, work.attempt, time.monotonic(), lifetime, None).check(None)
 
 

@@ -21,8 +21,8 @@ from tests.polling import wait_until
 class JobTable:
     """Answers the batch's attempts; ``hold`` keeps each read waiting until released."""
 
-    def __init__(self, attempts: int) -> None:
-        self.attempts, self.reads = attempts, 0
+    def __init__(self, attempts: int, state: str = "running") -> None:
+        self.attempts, self.state, self.reads = attempts, state, 0
         self.hold = threading.Event()
         self.hold.set()
 
@@ -35,8 +35,8 @@ class JobTable:
         self.hold.wait(10)
         return self
 
-    def scalar_one(self) -> int:
-        return self.attempts
+    def one(self) -> tuple[int, str]:
+        return self.attempts, self.state
 
 
 @pytest.fixture
@@ -63,9 +63,16 @@ def test_no_read_while_the_erasure_mark_is_the_one_read_before_the_start(clock: 
     own.check("mark-1")
     assert table.reads == 0
     for mark in ("mark-2", None):  # an erasure place about to delete; a mark not read, or Redis's gone
-        with pytest.raises(Superseded, match="another delivery started this batch"):
+        with pytest.raises(Superseded, match="started again since"):
             own.check(mark)
     assert table.reads == 2
+
+
+def test_a_batch_an_earlier_delivery_ended_is_no_longer_this_ones(clock: list[float]) -> None:
+    """It wrote the batch with the ledger it read; an erasure recorded after that end waited for no delivery."""
+    for state in ("done", "failed"):
+        with pytest.raises(Superseded, match=f"or ended \\({state}\\)"):
+            fence(JobTable(attempts=1, state=state)).check("mark-2")
 
 
 def test_each_write_asked_after_a_read_began_reads_again(clock: list[float]) -> None:
@@ -75,7 +82,7 @@ def test_each_write_asked_after_a_read_began_reads_again(clock: list[float]) -> 
     own.check("mark-2")
     assert table.reads == 2
     table.attempts = 2  # another delivery started the batch between two writes
-    with pytest.raises(Superseded, match="another delivery started this batch"):
+    with pytest.raises(Superseded, match="started again since"):
         own.check("mark-2")
 
 

@@ -16,8 +16,9 @@ which expects them absent, until an operator lifts the erasure. The erasure asks
 each place before it deletes (copies that may still write, which a started batch's run is, or wrote since its plan:
 ``workers.steps.erasing``), so whichever comes second sees the other: every batch started after an erasure was
 recorded holds its subject back, and an erasure never checks a place empty while a batch started before it runs.
-A delivery held back past another delivery of its batch (Redis's, or `resume`'s), or past the visibility timeout
-after which an erasure stops waiting for it, writes nothing more (``workers.transfer.write_fence``).
+A delivery held back while its batch was started again (by Redis, or `resume`) or ended by another delivery, once an
+erasure deleted, or past the visibility timeout after which an erasure stops waiting for it, writes nothing more
+(``workers.transfer.write_fence``).
 
 Idempotent: upserts overwrite by id, and a batch already ``done`` is skipped, so a redelivered task is harmless.
 """

@@ -8,19 +8,25 @@ delivery starts the batch with the ledger as it is then, holds an erased creator
 deletes. The first delivery's next attempt would write that creator's records back under a receipt saying "erased".
 
 So each write attempt, holding the target namespace as the write does (a deletion holds it alone:
-``workers.transfer.namespace_locks``), checks that its delivery started well within the timeout and that no other
-delivery started the batch since. The second is a job-table read, needed only when an erasure may have deleted since
-the delivery started: every erasure place replaces the **erasure mark** in Redis before it deletes
-(``mark_erasure``), a delivery reads the mark before its start (``erasure_mark``), and the namespace's hold reads it
-again as it is granted. An unchanged mark means no erasure deleted since the start, so a later start of the batch
-holds back nothing this delivery does not; a changed or missing one (a Redis restarted) sends the attempt to the job
-table. A delivery that finds the batch started again stops (``Superseded``), neither finishing nor failing it.
-Whichever comes second sees the other: a start before the read stops the old delivery, and a read passed before it
-holds the namespace until its write is answered, so the erasure's delete comes after that write.
+``workers.transfer.namespace_locks``), checks that its delivery started well within the timeout and that the batch is
+still running under its own start: not started again since, nor ended by an earlier delivery (which wrote the batch
+with the ledger it read, so an erasure recorded after that end waited for no one). The second is a job-table read,
+needed only when an erasure may have deleted since the delivery started: every erasure place replaces the **erasure
+mark** in Redis before it deletes (``mark_erasure``), a delivery reads the mark before its start (``erasure_mark``),
+and the namespace's hold reads it again as it is granted. An unchanged mark means no erasure deleted since the start,
+so no other delivery holds back anything this one does not; a changed or missing one (a Redis restarted empty) sends
+the attempt to the job table. A delivery whose batch is no longer its own stops (``Superseded``), neither finishing
+nor failing it. Whichever comes second sees the other: a start or an end before the read stops the old delivery, and
+a read passed before it holds the namespace until its write is answered, so the erasure's delete comes after it.
+
+The mark is as durable as Redis, as the namespace holds are: a Redis restored from an older snapshot, or failed over
+to a replica that missed the new mark, between an erasure's delete and a held-back delivery's next write would let
+that write through. A pgvector batch copied inside Postgres (one statement) asks once, before it, holding its target.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -31,7 +37,7 @@ import sqlalchemy as sa
 from nsmigrate.orchestrator.errors import Superseded
 from nsmigrate.orchestrator.jobs.database import Database
 from nsmigrate.orchestrator.messaging.task_names import KEY_PREFIX
-from nsmigrate.orchestrator.models import Batch
+from nsmigrate.orchestrator.models import Batch, BatchState
 
 #: The share of the visibility timeout a delivery may write in: the rest allows for the hosts' clocks (an erasure
 #: judges a batch by the ``started_at`` its worker wrote) and the start statement's own time.
@@ -39,18 +45,23 @@ WRITABLE_SHARE_OF_TIMEOUT = 0.9
 #: Where the erasure mark is kept: one value for the whole fleet, replaced by every erasure place before it deletes.
 ERASURE_MARK_KEY = f"{KEY_PREFIX}:erasure-mark"
 
-_ATTEMPTS = sa.select(Batch.attempts).where(Batch.id == sa.bindparam("batch_id"))
+log = logging.getLogger(__name__)
+
+_BATCH_NOW = sa.select(Batch.attempts, Batch.state).where(Batch.id == sa.bindparam("batch_id"))
 
 
 def erasure_mark(client: redis.Redis) -> str | None:
     """The erasure mark as it is now, made if there is none; read before a delivery starts its batch. None when Redis
     could not answer: every write of the delivery then reads the job table."""
-    fresh = uuid.uuid4().hex
     try:
-        kept = client.set(ERASURE_MARK_KEY, fresh, nx=True, get=True)
-    except redis.RedisError:
+        made = client.pipeline()  # one round trip, and Redis 6's commands (SET's NX and GET together need 7)
+        made.set(ERASURE_MARK_KEY, uuid.uuid4().hex, nx=True)
+        made.get(ERASURE_MARK_KEY)
+        mark = made.execute()[1]
+    except redis.RedisError as e:
+        log.warning("the erasure mark could not be read (%s): this batch's writes each read the job table", e)
         return None
-    return fresh if kept is None else kept.decode() if isinstance(kept, bytes) else str(kept)
+    return mark.decode() if isinstance(mark, bytes) else None
 
 
 def mark_erasure(client: redis.Redis) -> None:
@@ -93,12 +104,14 @@ class WriteFence:
                 return
             began = time.monotonic()
             with self._db.single_statement() as conn:
-                attempts = conn.execute(_ATTEMPTS, {"batch_id": self._batch_id}).scalar_one()
-            if attempts == self._attempt:
+                attempts, state = conn.execute(_BATCH_NOW, {"batch_id": self._batch_id}).one()
+            if attempts == self._attempt and state == BatchState.RUNNING:
                 self._passed_from = began
                 return
+        # Started again since, or ended by an earlier delivery (it wrote the batch with the ledger it read; an erasure
+        # recorded after that end waited for no one): either way the batch is no longer this delivery's to write.
         raise Superseded(
-            f"another delivery started this batch since (its start {attempts}, this one's {self._attempt}): it "
-            "writes the batch with the erasure ledger as it is now, and this one writes nothing more",
+            f"the batch is no longer this delivery's (its {self._attempt}. start): it was started again since "
+            f"({attempts} starts) or ended ({state}), so this delivery writes nothing more",
             batch=self._batch_id,
         )
