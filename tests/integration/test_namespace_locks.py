@@ -108,6 +108,21 @@ def test_a_write_hold_reads_the_erasure_mark_as_it_is_granted(client: redis_lib.
         assert mark is not None and mark != before and unread is None
 
 
+@pytest.mark.parametrize("kept", [True, False])
+def test_a_write_held_past_its_ttl_keeps_its_namespace_only_if_kept_fresh(client: redis_lib.Redis, kept: bool) -> None:
+    """A pgvector batch copied inside Postgres holds its target for its whole statement (``guarded.shared_hold``):
+    kept fresh, a deletion waits for it however long it runs; a hold of one request is not refreshed."""
+    writer = locks(client, ttl_s=0.3)
+    with writer.shared(A, "a", kept=kept):
+        deletion = locks(client, wait_s=1.2)  # four of the writer's ttl
+        if kept:
+            with pytest.raises(RetryableError), deletion.exclusive([A], "a"):
+                pass
+        else:
+            with deletion.exclusive([A], "a"):  # the expired hold no longer counts
+                pass
+
+
 def test_a_dead_holders_namespaces_are_free_once_its_hold_expired(client: redis_lib.Redis) -> None:
     dead = locks(client, ttl_s=0.5)
     dead._exclusive(keys=[A], args=["dead-holder", 500, 100])  # taken, then never refreshed nor released

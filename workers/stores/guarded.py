@@ -489,5 +489,5 @@ def shared_hold(store: GuardedStore, namespace: str) -> Iterator[None]:
     if store.locks is None:
         yield
         return
-    with store.locks.shared(store.lock_key(namespace), store.describe(namespace)):
+    with store.locks.shared(store.lock_key(namespace), store.describe(namespace), kept=True):
         yield

@@ -77,6 +77,18 @@ end
 return 1
 """
 
+# KEYS: one base key. ARGV: token, ttl ms. A shared hold kept past one request: refreshed while it is still held.
+_SHARED_KEEP_LUA = """
+local key = KEYS[1] .. ':s'
+if redis.call('ZSCORE', key, ARGV[1]) then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZADD', key, now + tonumber(ARGV[2]), ARGV[1])
+  redis.call('PEXPIRE', key, tonumber(ARGV[2]))
+end
+return 1
+"""
+
 # KEYS: base keys. ARGV: token, ttl ms (0: release). Only the holder's own holds are refreshed or released.
 _EXCLUSIVE_KEEP_LUA = """
 for _, key in ipairs(KEYS) do
@@ -114,6 +126,7 @@ class NamespaceLocks:
         self._exclusive = client.register_script(_EXCLUSIVE_LUA)
         self._shared = client.register_script(_SHARED_LUA)
         self._keep = client.register_script(_EXCLUSIVE_KEEP_LUA)
+        self._keep_shared = client.register_script(_SHARED_KEEP_LUA)
         self._zrem = client.zrem
         self._held = threading.local()  # the keys this thread holds exclusively
 
@@ -160,32 +173,42 @@ class NamespaceLocks:
             return bool(self._call(what, self._exclusive, keys=wanted, args=[token, ttl, poll_ms * 10]))
 
         self._wait(what, take)
+        mine.update(wanted)
+        try:
+            with self._heartbeat(lambda: self._keep(keys=wanted, args=[token, ttl])):
+                yield
+        finally:
+            mine.difference_update(wanted)
+            with contextlib.suppress(redis.RedisError):  # else it expires within the ttl
+                self._keep(keys=wanted, args=[token, 0])
+
+    @contextmanager
+    def _heartbeat(self, refresh: Any) -> Iterator[None]:
+        """``refresh`` a hold every third of its ttl from a thread of its own, while the block runs."""
         stopped = threading.Event()
 
         def keep_fresh() -> None:
-            while not stopped.wait(ttl / 3000):
+            while not stopped.wait(self._ttl_ms / 3000):
                 try:
-                    self._keep(keys=wanted, args=[token, ttl])
+                    refresh()
                 except redis.RedisError:
                     continue  # the next beat tries again; the hold outlives one missed beat
 
         heartbeat = threading.Thread(target=keep_fresh, name="namespace-lock", daemon=True)
         heartbeat.start()
-        mine.update(wanted)
         try:
             yield
         finally:
-            mine.difference_update(wanted)
             stopped.set()
             heartbeat.join()
-            with contextlib.suppress(redis.RedisError):  # else it expires within the ttl
-                self._keep(keys=wanted, args=[token, 0])
 
     @contextmanager
-    def shared(self, key: str, what: str, *, read: str | None = None) -> Iterator[str | None]:
+    def shared(self, key: str, what: str, *, read: str | None = None, kept: bool = False) -> Iterator[str | None]:
         """Hold one namespace beside other writers, for one write request (not inside another thread's exclusive
-        hold of it). Yields the value Redis key ``read`` had as the hold was granted, in the same call (None: no
-        such key, none asked, or a namespace this thread holds alone already)."""
+        hold of it); ``kept``: for longer (a statement that copies a batch inside Postgres), refreshed as an
+        exclusive hold is, so it never expires under a live holder. Yields the value Redis key ``read`` had as the
+        hold was granted, in the same call (None: no such key, none asked, or a namespace this thread holds alone
+        already)."""
         if key in self._mine():
             yield None
             return
@@ -199,7 +222,12 @@ class NamespaceLocks:
 
         self._wait(what, take)
         try:
-            yield granted[-1].decode() if isinstance(granted[-1], bytes) else None
+            mark = granted[-1].decode() if isinstance(granted[-1], bytes) else None
+            if kept:
+                with self._heartbeat(lambda: self._keep_shared(keys=[key], args=[token, self._ttl_ms])):
+                    yield mark
+            else:
+                yield mark
         finally:
             with contextlib.suppress(redis.RedisError):  # else it expires within the ttl
                 self._zrem(f"{key}:s", token)

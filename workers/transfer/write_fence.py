@@ -21,7 +21,8 @@ a read passed before it holds the namespace until its write is answered, so the 
 
 The mark is as durable as Redis, as the namespace holds are: a Redis restored from an older snapshot, or failed over
 to a replica that missed the new mark, between an erasure's delete and a held-back delivery's next write would let
-that write through. A pgvector batch copied inside Postgres (one statement) asks once, before it, holding its target.
+that write through. A pgvector batch copied inside Postgres (one statement) asks once, before it, holding its target
+for the whole statement (a hold kept fresh, ``NamespaceLocks.shared(kept=True)``).
 """
 
 from __future__ import annotations
