@@ -300,8 +300,7 @@ def _print_aliases(outcome: AliasOutcome, percent: int) -> None:
     moved = sum(outcome.targets[r.name] == r.new for r in outcome.routes)
     console.print(
         f"aliases: {moved} of {len(outcome.routes)} read the new namespaces ({percent} %: the first "
-        f"⌈{len(outcome.routes)}·{percent}/100⌉ by a hash of their names, those verified since the rollout began "
-        f"last); {len(outcome.created)} created, "
+        f"⌈{len(outcome.routes)}·{percent}/100⌉ by a hash of their names); {len(outcome.created)} created, "
         f"{len(outcome.repointed)} repointed"
         + (f"; {len(outcome.unaliased)} namespace(s) routed per record have none" if outcome.unaliased else "")
         + (f"; {len(outcome.erased)} of an erased twin, removed by its erasure" if outcome.erased else "")

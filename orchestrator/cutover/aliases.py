@@ -5,11 +5,11 @@ to one namespace gets an alias named by the template (``{source}``, ``{target}``
 application reads through. It points at the old (source) namespace until a ``cutover set`` moves it to the verified
 new (target) namespace. An alias is all or nothing per name, so a step of p % moves the first ⌈n·p/100⌉ of the job's
 n aliases in the order of a hash of their names: the same aliases at every call, each step keeping those of the one
-before, and at least one at the first step (a canary that moves nothing tests nothing). An alias whose copy first
-passed verification once the rollout began (a namespace ``sync --new-namespaces`` added, one verified late) comes
-after all the others, in the order they passed, so it never takes the place of one a step moved already. A
-namespace routed per record (one old namespace, many new ones) has no alias: its readers read the new namespaces by
-name.
+before, and at least one at the first step (a canary that moves nothing tests nothing). An alias whose copy has
+passed verification only since the rollout began (a namespace ``sync --new-namespaces`` added, one verified late or
+failed and passed again) comes after all the others, in the order they passed, so it never takes the place of one
+a step moved already. A namespace routed per record (one old namespace, many new ones) has no alias: its readers
+read the new namespaces by name.
 
 The calls are ``workers.steps.alias_cutover``; the rollout itself is the job's ``cutover_set`` events, as for
 ``DualWriteIndex``.

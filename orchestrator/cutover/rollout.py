@@ -195,13 +195,25 @@ def record_write_failure(
         add_event(s, WRITE_FAILED, "dual-writer", job_id, run_id, **record)
 
 
-def first_verified(db: Database, job_id: int) -> dict[int, tuple[int, datetime]]:
-    """Each of the job's runs whose copy passed a verification → (the id, the time) of the first ``verified`` event."""
-    first = sa.select(Event.run_id, sa.func.min(Event.id), sa.func.min(Event.at)).where(
-        Event.job_id == job_id, Event.action == "verified", Event.run_id.is_not(None)
+def passing_since(db: Database, job_id: int) -> dict[int, tuple[int, datetime]]:
+    """Each of the job's runs whose copy passed a verification → (the id, the time) of the ``verified`` event that
+    began its current streak of passes: the first after its last ``verify_failed``."""
+    of_job = (Event.job_id == job_id, Event.run_id.is_not(None))
+    failed = (
+        sa.select(Event.run_id, sa.func.max(Event.id).label("last"))
+        .where(*of_job, Event.action == "verify_failed")
+        .group_by(Event.run_id)
+        .subquery()
+    )
+    first = (
+        sa.select(Event.run_id, Event.id, Event.at)
+        .distinct(Event.run_id)
+        .outerjoin(failed, failed.c.run_id == Event.run_id)
+        .where(*of_job, Event.action == "verified", sa.or_(failed.c.last.is_(None), Event.id > failed.c.last))
+        .order_by(Event.run_id, Event.id)
     )
     with db.transaction() as s:
-        rows = s.execute(first.group_by(Event.run_id)).all()
+        rows = s.execute(first).all()
     return {run_id: (event_id, at) for run_id, event_id, at in rows if run_id is not None}
 
 

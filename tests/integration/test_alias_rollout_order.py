@@ -1,6 +1,7 @@
 """Which aliases a rollout step moves, read from the job table (``workers.steps.alias_cutover.ready_routes``): an
-alias whose copy first passed verification once the rollout began (a namespace ``sync --new-namespaces`` added, or
-one verified late) comes after all the others, so a step repeated then keeps every alias it moved before."""
+alias whose copy has passed verification only since the rollout began (a namespace ``sync --new-namespaces`` added,
+one verified late, one that failed and passed again) comes after all the others, so a step repeated then keeps every
+alias it moved before."""
 
 from __future__ import annotations
 
@@ -31,11 +32,15 @@ def verified(db: Database, job_id: int, namespaces: list[str]) -> list[Namespace
         chosen = NamespaceRun.id.in_([runs[ns] for ns in namespaces])
         s.execute(sa.update(NamespaceRun).where(chosen).values(state=RunState.COPIED))
     for ns in namespaces:
-        started = verdicts.start_verify(db, runs[ns])
-        assert started is not None and started[0].verifying_since is not None
-        report = {"passed": True, "summary": "every id and value equal"}
-        verdicts.finish_verify(db, runs[ns], ns, report, True, "tester", started_at=started[0].verifying_since)
+        verdict(db, runs[ns], ns, passed=True)
     return jobs_and_runs.runs_of(db, job_id)
+
+
+def verdict(db: Database, run_id: int, namespace: str, *, passed: bool) -> None:
+    started = verdicts.start_verify(db, run_id)
+    assert started is not None and started[0].verifying_since is not None
+    report = {"passed": passed, "summary": "every id and value equal" if passed else "3 ids missing"}
+    verdicts.finish_verify(db, run_id, namespace, report, passed, "tester", started_at=started[0].verifying_since)
 
 
 def test_aliases_verified_once_the_rollout_began_come_after_those_a_step_moved(job_table_url: str) -> None:
@@ -50,12 +55,15 @@ def test_aliases_verified_once_the_rollout_began_come_after_those_a_step_moved(j
     moved = moved_by(ready, 25, late)
     rollout.set_rollout(db, job_id, 25, "tester")
 
+    failed_once = next(r for r in runs if f"live.{r.source_namespace}" in moved)  # a copy a step moved fails once
+    verdict(db, failed_once.id, failed_once.source_namespace, passed=False)
     jobs_and_runs.add_runs(db, job_id, plan_of(ADDED), source_label="one", target_label="one")
-    runs = verified(db, job_id, [verified_late, *ADDED])
+    runs = verified(db, job_id, [verified_late, *ADDED, failed_once.source_namespace])
     routes, _ = alias_routes("live.{source}", [(r.source_namespace, r.target_namespace) for r in runs])
     ready, late = ready_routes(db, job_id, routes, runs)
 
-    assert sorted(late, key=late.__getitem__) == [f"live.{ns}" for ns in [verified_late, *ADDED]]  # as they passed
+    passed_late = [verified_late, *ADDED, failed_once.source_namespace]
+    assert sorted(late, key=late.__getitem__) == [f"live.{ns}" for ns in passed_late]  # as they passed
     for percent in (25, 50):
-        assert moved <= moved_by(ready, percent, late)
+        assert moved - {f"live.{failed_once.source_namespace}"} <= moved_by(ready, percent, late)
     db.dispose()

@@ -56,16 +56,16 @@ def ready_routes(
 ) -> tuple[list[AliasRoute], dict[str, int]]:
     """Of ``routes``, those whose copy passed verification (``published.readable``; ``runs``: the job's): a step
     moves only these; a namespace added since the rollout began (``sync --new-namespaces``) is read where it was until
-    it has. With them, those whose copy first passed once the rollout began, each by that verdict's event
-    (``aliases.moved_by``'s ``added_late``): they come after the others, so none takes the place of an alias a step
-    moved already."""
+    it has. With them, those whose copy has passed only since the rollout began (its current streak of passes, so a
+    copy that failed and passed again too), each by that verdict's event (``aliases.moved_by``'s ``added_late``):
+    they come after the others, so none takes the place of an alias a step moved already."""
     by_source = {r.source_namespace: r for r in runs}
     ready = [r for r in routes if r.old in by_source and readable(by_source[r.old])]
     began = rollout_rows.rollout_of(db, job_id).started_at
     if began is None:
         return ready, {}
-    first = rollout_rows.first_verified(db, job_id)
-    verdicts = {r.name: first.get(by_source[r.old].id) for r in ready}
+    passing = rollout_rows.passing_since(db, job_id)
+    verdicts = {r.name: passing.get(by_source[r.old].id) for r in ready}
     return ready, {name: verdict[0] for name, verdict in verdicts.items() if verdict is not None and verdict[1] > began}
 
 

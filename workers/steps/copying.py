@@ -196,11 +196,12 @@ def _hold_back(
     return kept
 
 
-def _copy_between_databases(ctx: WorkerContext, work: jobs_batches.BatchWork) -> tuple[int, int, int, list[str]]:
+def _copy_between_databases(ctx: WorkerContext, work: jobs_batches.BatchWork) -> tuple[int, int, int, list[str]] | None:
     """Source and target are the application's tables in two databases: the batch's rows go from one to the other in
     Postgres's binary form as they are, as the single-process rival moves a table (``table_copies.copy_rows``), never
-    made records; metadata enriched by the same rule as a copy through records. A table with a column of a type
-    that cannot pass so goes through records. Returns (rows, ids not found, bytes passed, [target namespace])."""
+    made records; metadata enriched by the same rule as a copy through records. Returns (rows, ids not found, bytes
+    passed, [target namespace]), or None for a table with a column of a type that cannot pass so: it goes through
+    records."""
     spec, target_ns = work.spec, work.target_namespace
     assert target_ns is not None
     source, target = ctx.store(spec.source), ctx.store(spec.target)
@@ -212,12 +213,14 @@ def _copy_between_databases(ctx: WorkerContext, work: jobs_batches.BatchWork) ->
     streams = spec.parallel_upserts if work.only_batch else 1
     done = target.copy_rows_from(source, work.source_namespace, target_ns, ids, extra, streams=streams)
     if done is None:
-        return _a_fetch_at_a_time(_copy_through_worker, ctx, work)
+        return None
     copied, passed = done
     return copied, len(ids) - copied, passed, [target_ns]
 
 
 Step = Callable[[WorkerContext, jobs_batches.BatchWork], tuple[int, int, int, list[str]]]
+#: A batch copied inside Postgres, or None: its rows cannot pass as they are, it goes through records.
+TableStep = Callable[[WorkerContext, jobs_batches.BatchWork], tuple[int, int, int, list[str]] | None]
 
 
 def _a_fetch_at_a_time(step: Step, ctx: WorkerContext, work: jobs_batches.BatchWork) -> tuple[int, int, int, list[str]]:
@@ -243,20 +246,23 @@ def _copy_and_finish(
     spec, batch_id = work.spec, work.batch_id
     try:
         one_target = work.target_namespace is not None
-        step: Step = _copy_through_worker
+        in_postgres: TableStep | None = None
         if one_target and table_copies.in_database(spec):
-            step = _copy_in_postgres
+            in_postgres = _copy_in_postgres
         elif one_target and table_copies.between_databases(spec):
-            step = _copy_between_databases
-        if step is _copy_through_worker and early is not None:  # one fetch's worth (a small run)
-            vectors, missing, nbytes, targets = _copy_through_worker(ctx, work, early)
-        elif step is _copy_through_worker:  # its upserts hold their namespaces themselves (``GuardedStore``)
-            vectors, missing, nbytes, targets = _a_fetch_at_a_time(step, ctx, work)
-        else:  # a copy inside Postgres writes past them: it holds its target as a write does, deletions wait
+            in_postgres = _copy_between_databases
+        done = None
+        if in_postgres is not None:  # it writes past upserts: it holds its target as a write does, deletions wait
             assert work.target_namespace is not None
             with shared_hold(ctx.guarded(spec.target, spec.rate), work.target_namespace):
                 _fence(ctx, work).check(None)  # one job-table read: the batch is one statement
-                vectors, missing, nbytes, targets = step(ctx, work)
+                done = in_postgres(ctx, work)
+        if done is not None:
+            vectors, missing, nbytes, targets = done
+        elif early is not None:  # one fetch's worth (a small run)
+            vectors, missing, nbytes, targets = _copy_through_worker(ctx, work, early)
+        else:  # its upserts hold their namespaces themselves (``GuardedStore``), outside any hold of this batch's
+            vectors, missing, nbytes, targets = _a_fetch_at_a_time(_copy_through_worker, ctx, work)
         outcome = jobs_batches.finish_batch(
             ctx.db,
             batch_id,
