@@ -148,17 +148,15 @@ _START_BATCH = (
 _FAILED_IDS = sa.select(_batches.c.ids).where(_THE_BATCH, _batches.c.state == BatchState.FAILED).with_for_update()
 _FAILED_LESS = sa.func.greatest(0, _runs.c.failed - sa.bindparam("ids_failed", type_=sa.Integer))
 _UNCOUNT_FAILED = sa.update(_runs).where(_runs.c.id == sa.bindparam("run_id")).values(failed=_FAILED_LESS)
-# Finishing a batch is one autocommit statement, so that no row lock waits on the worker between two round trips: a
-# worker host cut off there would hold its run's row (and with it every other batch of the run, its lister and the
-# sweep for stalled runs) until Postgres ends its session (``IDLE_IN_TRANSACTION_S``, a minute). It marks the batch
-# done and counts it on its run (batch row, then run row, as `start_batch` locks them), unless the batch is done
-# already or was failed meanwhile by another delivery (``_FINISH_FAILED_BATCH``), and moves the run to copied when
-# that was its last batch. Whether it was is read in the statement's snapshot, taken before it locked the run's row:
-# a batch that another statement finished, committing in between, is not done there. Every statement that records or
-# finishes a batch changes its run's row too, so the snapshot misses none of them when the run's row it locked is the
-# version the snapshot holds (``settled``: the same ``xmin``). When it is not, two statements of the run met, and a
-# second statement, whose snapshot is taken after the first committed, moves the run on (``_AFTER_BATCH``: exactly
-# one caller wins its UPDATE) and says whether to wake the lister.
+# Finishing a batch is one autocommit statement: no row lock waits on the worker between two round trips (a host cut
+# off there would hold its run's row, its other batches, lister and sweep, until ``IDLE_IN_TRANSACTION_S``). It marks
+# the batch done and counts it on its run (batch row, then run row, as `start_batch` locks them), unless the batch is
+# done already or another delivery failed it (``_FINISH_FAILED_BATCH``), and moves the run to copied when that was its
+# last batch, as read in the statement's snapshot, taken before it locked the run's row. Every statement that records
+# or finishes a batch changes its run's row too, so the snapshot misses none when the row it locked is the version it
+# holds (``settled``: the same ``xmin``). When not, two statements of the run met, and a second one, its snapshot taken
+# after the first committed, moves the run on (``_AFTER_BATCH``: one caller wins its UPDATE) and says whether to wake
+# the lister.
 #: A finished batch's columns, from the finishing call's parameters.
 _DONE: dict[str, Any] = {
     "state": BatchState.DONE.value,
@@ -241,12 +239,10 @@ _AFTER_BATCH = sa.select(
     sa.exists(sa.select(_moved_to_copied.c.id)).label("copied"),
     _runs.c.state,  # as the statement's snapshot saw it: before `_moved_to_copied`
 ).where(_runs.c.id == sa.bindparam("run_id"))
-# A batch failed by another delivery while this one copied it: its ids were counted as failed. Finishing it is one
-# autocommit statement after an unlocked read of its ids (written once, when the batch is recorded), as failing one is:
-# mark it done unless it left `failed` meanwhile (a retry re-queued it: the new delivery counts it), and take its ids
-# off the run's failed count as its vectors go on the copied count (batch row, then run row, as `start_batch` locks
-# them). What follows is `_what_follows`, a statement of its own (as when two statements of a run met), whose snapshot
-# sees every batch finished before it.
+# A batch another delivery failed while this one copied it, its ids counted failed: finished by one autocommit
+# statement after an unlocked read of its ids (written once), as failing is: done unless it left `failed` meanwhile (a
+# retry re-queued it), its ids off the run's failed count as its vectors go on the copied count (batch row, then run
+# row). What follows is `_what_follows`, a statement whose snapshot sees every batch finished before it.
 _MARK_FAILED_DONE = (
     sa.update(_batches)
     .where(_batches.c.id == sa.bindparam("batch_id"), _batches.c.state == BatchState.FAILED)
@@ -418,13 +414,17 @@ def finish_batch(
         return _what_follows(conn, run_id, max_in_flight)
 
 
-# Failing a batch is one autocommit statement after a read of its ids (written once, when the batch is recorded, so
-# read without a lock): mark it failed unless it ended already (exactly one caller fails it), count its ids on its run
-# (batch row, then run row, as `start_batch` locks them) and record the event. No row lock waits on the worker between
-# two round trips, where a host cut off would hold its run's row for a minute.
+# Failing a batch is one autocommit statement after an unlocked read of its ids (written once): mark it failed unless
+# it ended already (one caller fails it), count its ids on its run (batch row, then run row, as `start_batch` locks
+# them) and record the event; no row lock waits on the worker between two round trips.
 _failed_batch = (
     sa.update(_batches)
-    .where(_batches.c.id == sa.bindparam("batch_id"), one_of(_batches.c.state, ACTIVE_BATCH_STATES))
+    .where(
+        _batches.c.id == sa.bindparam("batch_id"),
+        one_of(_batches.c.state, ACTIVE_BATCH_STATES),
+        # Only by the delivery that started it last (None: whichever): an older one's failure is not the batch's.
+        _batches.c.attempts == sa.func.coalesce(sa.bindparam("attempt", type_=sa.Integer), _batches.c.attempts),
+    )
     .values(
         state=BatchState.FAILED.value,
         last_error=sa.bindparam("error_text", type_=sa.String),
@@ -456,13 +456,13 @@ _FAIL_BATCH = _event_per_run(
 ).add_cte(_failed_batch)
 
 
-def fail_batch(db: Database, batch_id: int, error: str, actor: str | None = None) -> None:
+def fail_batch(db: Database, batch_id: int, error: str, actor: str | None = None, attempt: int | None = None) -> bool:
     """running → failed with the error, and a ``batch_failed`` event (``actor``: the worker); `nsmigrate retry`
-    re-queues it."""
+    re-queues it. False when it was not: it ended, or (``attempt``: the caller's start) was started again since."""
     with db.single_statement() as conn:
         ids = conn.execute(_IDS_OF_BATCH, {"batch_id": batch_id}).scalar_one()
         params = {"batch_id": batch_id, "error_text": error[:2000], "ids_failed": len(ids), "now": utcnow()}
-        conn.execute(_FAIL_BATCH, {**params, "actor": actor or default_actor()})
+        return conn.execute(_FAIL_BATCH, {**params, "actor": actor or default_actor(), "attempt": attempt}).rowcount > 0
 
 
 def maybe_mark_copied(db: Database, run_id: int) -> bool:

@@ -135,6 +135,31 @@ def test_a_later_delivery_writes_nothing_once_an_earlier_one_ended_the_batch_and
     assert sorted(r.id for r in target.fetch("public-copy", SHARED_IDS)) == ["o-000", "o-001", "o-002"]
 
 
+def test_an_older_delivery_that_gives_up_leaves_the_batch_to_the_one_that_started_it_since(
+    job_table_url: str,
+    redis_url: str,
+    worker_context: Callable[..., WorkerContext],
+    monkeypatch: pytest.MonkeyPatch,
+    store_specs: tuple,
+    storm: Callable[[], None],
+) -> None:
+    """D1's upsert is refused until its retries are used up, after D2 started the batch: D1's failure is not the
+    batch's (it stays D2's, running), and D2 copies it."""
+    monkeypatch.setenv("NSMIGRATE_RETRY_ATTEMPTS", "1")
+    impatient = worker_context(job_table_url, redis_url, dispatcher=Dispatcher())
+    spec = make_spec(store_specs)
+    shared_namespace(impatient, spec)
+    batch_id = a_copy_job(impatient, spec, "public", "public-copy")
+    first, second = (started(impatient, batch_id, worker) for worker in ("d1", "d2"))
+
+    assert copying.copy_batch(impatient, batch_id, started=first) == 0  # no BatchFailed: nothing failed
+    assert _batch_state(impatient, batch_id) == BatchState.RUNNING
+    storm()
+    assert copying.copy_batch(impatient, batch_id, started=second) == 6
+    [run] = jobs_and_runs.runs_of(impatient.db, _job_of(impatient, batch_id))
+    assert run.failed == 0 and run.copied == 6 and _batch_state(impatient, batch_id) == BatchState.DONE
+
+
 def started(ctx: WorkerContext, batch_id: int, worker: str) -> jobs_batches.BatchWork:
     """A delivery's start, as ``copy_batch`` makes it: the erasure mark read, then the batch started."""
     mark = write_fence.erasure_mark(ctx.redis)

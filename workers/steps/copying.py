@@ -346,8 +346,14 @@ def copy_batch(
                 namespace = display_namespace(work.source_namespace)
                 ctx.dispatcher.copy_batch(batch_id, job_id=work.job_id, run_id=work.run_id, namespace=namespace)
             return 0
+    if error is not None and not jobs_batches.fail_batch(ctx.db, batch_id, error, ctx.worker_name, work.attempt):
+        # Started again (or ended) by another delivery meanwhile: the batch, and what follows it, are that one's.
+        log.warning(
+            "batch %s (job %s, seq %s): not failed, another delivery has it: %s", batch_id, work.job_id, work.seq, error
+        )
+        metrics.batch_superseded()
+        return 0
     if error is not None:
-        jobs_batches.fail_batch(ctx.db, batch_id, error, ctx.worker_name)
         metrics.batch_failed()
     else:
         metrics.batch_done(vectors)
