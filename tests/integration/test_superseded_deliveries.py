@@ -45,16 +45,27 @@ def sandbox_indexes() -> list[IndexSpec]:
 
 
 @pytest.fixture
-def ctx(
+def context_with(
     job_table_url: str,
     redis_url: str,
     worker_context: Callable[..., WorkerContext],
     monkeypatch: pytest.MonkeyPatch,
-) -> WorkerContext:
-    # A storm that outlasts the other delivery: short waits, attempts enough for the whole test.
-    monkeypatch.setenv("NSMIGRATE_RETRY_ATTEMPTS", "200")
-    monkeypatch.setenv("NSMIGRATE_RETRY_MAX_WAIT_S", "0.1")
-    return worker_context(job_table_url, redis_url, dispatcher=Dispatcher())
+) -> Callable[..., WorkerContext]:
+    """A worker's context with these settings (``NSMIGRATE_…=value``); by default a storm outlasts the other
+    delivery: short waits, attempts enough for the whole test."""
+
+    def make(**settings: str) -> WorkerContext:
+        chosen = {"NSMIGRATE_RETRY_ATTEMPTS": "200", "NSMIGRATE_RETRY_MAX_WAIT_S": "0.1", **settings}
+        for name, value in chosen.items():
+            monkeypatch.setenv(name, value)
+        return worker_context(job_table_url, redis_url, dispatcher=Dispatcher())
+
+    return make
+
+
+@pytest.fixture
+def ctx(context_with: Callable[..., WorkerContext]) -> WorkerContext:
+    return context_with()
 
 
 @pytest.fixture
@@ -136,17 +147,11 @@ def test_a_later_delivery_writes_nothing_once_an_earlier_one_ended_the_batch_and
 
 
 def test_an_older_delivery_that_gives_up_leaves_the_batch_to_the_one_that_started_it_since(
-    job_table_url: str,
-    redis_url: str,
-    worker_context: Callable[..., WorkerContext],
-    monkeypatch: pytest.MonkeyPatch,
-    store_specs: tuple,
-    storm: Callable[[], None],
+    context_with: Callable[..., WorkerContext], store_specs: tuple, storm: Callable[[], None]
 ) -> None:
     """D1's upsert is refused until its retries are used up, after D2 started the batch: D1's failure is not the
     batch's (it stays D2's, running), and D2 copies it."""
-    monkeypatch.setenv("NSMIGRATE_RETRY_ATTEMPTS", "1")
-    impatient = worker_context(job_table_url, redis_url, dispatcher=Dispatcher())
+    impatient = context_with(NSMIGRATE_RETRY_ATTEMPTS="1")
     spec = make_spec(store_specs)
     shared_namespace(impatient, spec)
     batch_id = a_copy_job(impatient, spec, "public", "public-copy")
@@ -169,17 +174,11 @@ def started(ctx: WorkerContext, batch_id: int, worker: str) -> jobs_batches.Batc
 
 
 def test_a_delivery_held_past_its_share_of_the_timeout_sends_its_batch_to_be_started_afresh(
-    job_table_url: str,
-    redis_url: str,
-    worker_context: Callable[..., WorkerContext],
-    monkeypatch: pytest.MonkeyPatch,
-    store_specs: tuple,
-    storm: Callable[[], None],
+    context_with: Callable[..., WorkerContext], store_specs: tuple, storm: Callable[[], None]
 ) -> None:
     """No other delivery took the batch over, but an erasure no longer waits for this one (0.9 s of a 1 s visibility
     timeout here): it stops writing, and a new message starts the batch with the ledger as it is then."""
-    monkeypatch.setenv("NSMIGRATE_VISIBILITY_TIMEOUT_S", "1")
-    short = worker_context(job_table_url, redis_url, dispatcher=Dispatcher())
+    short = context_with(NSMIGRATE_VISIBILITY_TIMEOUT_S="1")
     spec = make_spec(store_specs)
     shared_namespace(short, spec)
     batch_id = a_copy_job(short, spec, "public", "public-copy")
