@@ -206,11 +206,10 @@ def passing_since(db: Database, job_id: int) -> dict[int, tuple[int, datetime]]:
         .subquery()
     )
     first = (
-        sa.select(Event.run_id, Event.id, Event.at)
-        .distinct(Event.run_id)
+        sa.select(Event.run_id, sa.func.min(Event.id), sa.func.min(Event.at))
         .outerjoin(failed, failed.c.run_id == Event.run_id)
         .where(*of_job, Event.action == "verified", sa.or_(failed.c.last.is_(None), Event.id > failed.c.last))
-        .order_by(Event.run_id, Event.id)
+        .group_by(Event.run_id)
     )
     with db.transaction() as s:
         rows = s.execute(first).all()

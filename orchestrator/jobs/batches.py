@@ -415,14 +415,13 @@ def finish_batch(
 
 
 # Failing a batch is one autocommit statement after an unlocked read of its ids (written once): mark it failed unless
-# it ended already (one caller fails it), count its ids on its run (batch row, then run row, as `start_batch` locks
-# them) and record the event; no row lock waits on the worker between two round trips.
+# it ended already or another delivery started it since (an older one's give-up is not the batch's), count its ids on
+# its run (batch row, then run row, as `start_batch` locks them) and record the event; no row lock waits on a worker.
 _failed_batch = (
     sa.update(_batches)
     .where(
         _batches.c.id == sa.bindparam("batch_id"),
         one_of(_batches.c.state, ACTIVE_BATCH_STATES),
-        # Only by the delivery that started it last (None: whichever): an older one's failure is not the batch's.
         _batches.c.attempts == sa.func.coalesce(sa.bindparam("attempt", type_=sa.Integer), _batches.c.attempts),
     )
     .values(
@@ -462,7 +461,8 @@ def fail_batch(db: Database, batch_id: int, error: str, actor: str | None = None
     with db.single_statement() as conn:
         ids = conn.execute(_IDS_OF_BATCH, {"batch_id": batch_id}).scalar_one()
         params = {"batch_id": batch_id, "error_text": error[:2000], "ids_failed": len(ids), "now": utcnow()}
-        return conn.execute(_FAIL_BATCH, {**params, "actor": actor or default_actor(), "attempt": attempt}).rowcount > 0
+        failed = conn.execute(_FAIL_BATCH, {**params, "actor": actor or default_actor(), "attempt": attempt})
+        return failed.first() is not None
 
 
 def maybe_mark_copied(db: Database, run_id: int) -> bool:

@@ -306,13 +306,14 @@ def copy_batch(
     started: jobs_batches.BatchWork | None = None,
     early: EarlyFetch | None = None,
 ) -> int:
-    """Copy one batch; returns the vectors it wrote (0 when it was done already). ``again``: the task ran before
-    (redelivered, or retried after an outage); see ``workers.steps.next_steps.advance``. ``redelivered``: Redis
-    handed this message out again, its worker having died (``jobs_batches.start_batch`` counts a lost attempt when
-    the batch is still ``running``); after ``batch_max_lost_attempts`` of them the batch fails instead of running
-    again, so a batch that kills its worker (out of memory) is not redelivered for ever. ``started``: the batch was
-    started for this worker as it was recorded (``jobs_batches.record_and_claim_batch``), so it is not started again;
-    ``early``: its fetch, begun before it was (``listing.read_ahead``).
+    """Copy one batch; returns the vectors it wrote (0 when it was done already, or is another delivery's: see
+    ``workers.transfer.write_fence``). ``again``: the task ran before (redelivered, or retried after an outage); see
+    ``workers.steps.next_steps.advance``. ``redelivered``: Redis handed this message out again, its worker having
+    died (``jobs_batches.start_batch`` counts a lost attempt when the batch is still ``running``); after
+    ``batch_max_lost_attempts`` of them the batch fails instead of running again, so a batch that kills its worker
+    (out of memory) is not redelivered for ever. ``started``: the batch was started for this worker as it was
+    recorded (``jobs_batches.record_and_claim_batch``), so it is not started again; ``early``: its fetch, begun
+    before it was (``listing.read_ahead``).
 
     Raises:
         BatchFailed: the batch failed for good; it is recorded ``failed`` with the error and what follows it was
