@@ -71,7 +71,7 @@ def test_no_read_while_the_erasure_mark_is_the_one_read_before_the_start(clock: 
 def test_a_batch_an_earlier_delivery_ended_is_no_longer_this_ones(clock: list[float]) -> None:
     """It wrote the batch with the ledger it read; an erasure recorded after that end waited for no delivery."""
     for state in ("done", "failed"):
-        with pytest.raises(Superseded, match=f"or ended \\({state}\\)"):
+        with pytest.raises(Superseded, match=f"or ended \\(it is {state}\\)"):
             fence(JobTable(attempts=1, state=state)).check("mark-2")
 
 

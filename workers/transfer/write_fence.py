@@ -112,7 +112,7 @@ class WriteFence:
         # Started again since, or ended by an earlier delivery (it wrote the batch with the ledger it read; an erasure
         # recorded after that end waited for no one): either way the batch is no longer this delivery's to write.
         raise Superseded(
-            f"the batch is no longer this delivery's (its {self._attempt}. start): it was started again since "
-            f"({attempts} starts) or ended ({state}), so this delivery writes nothing more",
+            f"the batch is no longer this delivery's: it was started again since (start {attempts}, this "
+            f"delivery's {self._attempt}) or ended (it is {state}), so this delivery writes nothing more",
             batch=self._batch_id,
         )
