@@ -11,7 +11,6 @@ finishing nor failing the batch.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -167,10 +166,9 @@ def test_an_older_delivery_that_gives_up_leaves_the_batch_to_the_one_that_starte
 
 def started(ctx: WorkerContext, batch_id: int, worker: str) -> jobs_batches.BatchWork:
     """A delivery's start, as ``copy_batch`` makes it: the erasure mark read, then the batch started."""
-    mark = write_fence.erasure_mark(ctx.redis)
-    work = jobs_batches.start_batch(ctx.db, batch_id, worker)
+    work = write_fence.started_after_the_mark(ctx.redis, lambda: jobs_batches.start_batch(ctx.db, batch_id, worker))
     assert work is not None
-    return dataclasses.replace(work, erasure_mark=mark)
+    return work
 
 
 def test_a_delivery_held_past_its_share_of_the_timeout_sends_its_batch_to_be_started_afresh(

@@ -55,7 +55,6 @@ from nsmigrate.workers.transfer.chunking import binary_bytes, estimate_bytes, si
 from nsmigrate.workers.transfer.concurrent_calls import run_parallel
 from nsmigrate.workers.transfer.ratelimit import Reservation
 from nsmigrate.workers.transfer.text_writes import for_target, records_per_request, tokens_of
-from nsmigrate.workers.transfer.write_fence import WriteFence
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +116,10 @@ def _copy_through_worker(
     return written, len(work.ids) - len(records), sum(size for _, _, size in uploads), sorted(by_target)
 
 
-def _fence(ctx: WorkerContext, work: jobs_batches.BatchWork) -> WriteFence:
+def _fence(ctx: WorkerContext, work: jobs_batches.BatchWork) -> write_fence.WriteFence:
     """What this delivery asks before each write: whether the batch is still its own (``write_fence``)."""
     lifetime_s = ctx.settings.visibility_timeout_s
-    return WriteFence(ctx.db, work.batch_id, work.attempt, work.started, lifetime_s, work.erasure_mark)
+    return write_fence.WriteFence(ctx.db, work.batch_id, work.attempt, work.started, lifetime_s, work.erasure_mark)
 
 
 def _record_unwritable(
@@ -319,11 +318,9 @@ def copy_batch(
         BatchFailed: the batch failed for good; it is recorded ``failed`` with the error and what follows it was
             sent, so raising only tells Celery (and Flower) the task failed.
     """
-    work = started
-    if work is None:
-        mark = write_fence.erasure_mark(ctx.redis)  # before the start: see ``write_fence``
-        work = jobs_batches.start_batch(ctx.db, batch_id, ctx.worker_name, redelivered=redelivered)
-        work = work and dataclasses.replace(work, erasure_mark=mark)
+    work = started or write_fence.started_after_the_mark(
+        ctx.redis, lambda: jobs_batches.start_batch(ctx.db, batch_id, ctx.worker_name, redelivered=redelivered)
+    )
     if work is None:
         if again:  # done by the delivery that died: make sure what follows the batch was sent
             run = jobs_and_runs.get_run(ctx.db, jobs_batches.run_of_batch(ctx.db, batch_id))

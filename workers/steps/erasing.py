@@ -404,8 +404,8 @@ def _erase(ctx: WorkerContext, place: Any, subject: Subject) -> tuple[int, dict[
     spec = store_spec_from_json(place.store_spec or {})
     store = ctx.guarded(spec, RateBudget())
     namespace = place.namespace or ""
-    # A copy delivery started before this erasure was recorded reads the job table before each write from now on:
-    # another start of its batch since holds the subject back, and it must not write it back (``write_fence``).
+    # A copy delivery started before this erasure was recorded reads the job table before each write from now on: a
+    # batch started again or ended since is no longer its to write (``write_fence``).
     write_fence.mark_erasure(ctx.redis)
     if place.kind == PlaceKind.NAMESPACE:
         return _erase_namespace(ctx, place.id, store, namespace)

@@ -13,7 +13,6 @@ from the saved token, so even two listers at once (a lock lost with a Redis rest
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -202,17 +201,19 @@ def _list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool, ear
             if early is not None and early.ids:
                 # Recorded from the token it was listed from, while the run may still be listed: the statement is
                 # the run's start too. A run moved on meanwhile is its other lister's to carry on.
-                mark = write_fence.erasure_mark(ctx.redis)  # before the batch's start: see ``write_fence``
-                work = jobs_batches.record_and_claim_batch(
-                    ctx.db,
-                    run_id,
-                    early.ids,
-                    early.next_token,
-                    listed_from=early.listed_from,
-                    worker=ctx.worker_name,
-                    listing_started=False,
-                )[1]
-                return None if work is None else Listed(dataclasses.replace(work, erasure_mark=mark), early.fetch)
+                work = write_fence.started_after_the_mark(
+                    ctx.redis,
+                    lambda: jobs_batches.record_and_claim_batch(
+                        ctx.db,
+                        run_id,
+                        early.ids,
+                        early.next_token,
+                        listed_from=early.listed_from,
+                        worker=ctx.worker_name,
+                        listing_started=False,
+                    )[1],
+                )
+                return None if work is None else Listed(work, early.fetch)
             run = jobs_pages.start_listing(ctx.db, run_id)
             if run is None:
                 return None
@@ -221,11 +222,13 @@ def _list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool, ear
             source = ctx.guarded(spec.source, spec.rate)
             ids, token = _list_batch(source, run.source_namespace, run.list_token, spec)
             if ids:
-                mark = write_fence.erasure_mark(ctx.redis)
-                work = jobs_batches.record_and_claim_batch(
-                    ctx.db, run_id, ids, token, listed_from=run.list_token, worker=ctx.worker_name
-                )[1]
-                return None if work is None else Listed(dataclasses.replace(work, erasure_mark=mark), None)
+                work = write_fence.started_after_the_mark(
+                    ctx.redis,
+                    lambda: jobs_batches.record_and_claim_batch(
+                        ctx.db, run_id, ids, token, listed_from=run.list_token, worker=ctx.worker_name
+                    )[1],
+                )
+                return None if work is None else Listed(work, None)
             recorded = jobs_pages.add_batches(
                 ctx.db, run_id, [], token, listing_done=token is None, listed_from=run.list_token
             )

@@ -27,15 +27,18 @@ for the whole statement (a hold kept fresh, ``NamespaceLocks.shared(kept=True)``
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 import redis
 import sqlalchemy as sa
 
 from nsmigrate.orchestrator.errors import Superseded
+from nsmigrate.orchestrator.jobs.batches import BatchWork
 from nsmigrate.orchestrator.jobs.database import Database
 from nsmigrate.orchestrator.messaging.task_names import KEY_PREFIX
 from nsmigrate.orchestrator.models import Batch, BatchState
@@ -63,6 +66,13 @@ def erasure_mark(client: redis.Redis) -> str | None:
         log.warning("the erasure mark could not be read (%s): this batch's writes each read the job table", e)
         return None
     return mark.decode() if isinstance(mark, bytes) else None
+
+
+def started_after_the_mark(client: redis.Redis, start: Callable[[], BatchWork | None]) -> BatchWork | None:
+    """A batch's start (``start``: its statement) with the erasure mark read just before it, as its fence needs."""
+    mark = erasure_mark(client)
+    work = start()
+    return None if work is None else dataclasses.replace(work, erasure_mark=mark)
 
 
 def mark_erasure(client: redis.Redis) -> None:
